@@ -1,0 +1,1 @@
+"""Datasets prepared offline from data that ships inside packages."""

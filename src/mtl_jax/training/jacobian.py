@@ -1,0 +1,125 @@
+"""Per-task gradients in one compiled call: one forward pass, a batched VJP over T cotangents.
+
+Inside ``shard_map`` every function here sees the local slice of the batch, while the task
+losses are the *global* means (totals and counts all-reduced with ``psum``). Differentiating
+a replicated parameter through that psum yields the globally reduced gradient on every device
+(JAX inserts the transpose of the implicit broadcast, a psum), so no further reduction is
+needed — and adding a pmean would be wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from mtl_jax.models.multitask import MultiTaskModel
+from mtl_jax.models.task import Batch
+
+PyTree = Any
+
+
+def global_task_losses(
+    model: MultiTaskModel,
+    task_params: PyTree,
+    z: jax.Array,
+    batch: Batch,
+    rng: jax.Array | None,
+    axis_name: str,
+) -> jax.Array:
+    """(T,) task losses: all-reduced loss totals over all-reduced example counts."""
+    outputs = model.decode(task_params, z, batch, rng)
+    stats = [task.loss(outputs[task.name], batch) for task in model.tasks]
+    totals = jax.lax.psum(jnp.stack([s.total for s in stats]), axis_name)
+    counts = jax.lax.psum(jax.lax.stop_gradient(jnp.stack([s.count for s in stats])), axis_name)
+    return totals / jnp.maximum(counts, 1.0)
+
+
+def _task_cotangents(num_tasks: int, dtype) -> jax.Array:
+    return jnp.eye(num_tasks, dtype=dtype)
+
+
+def _map_cotangents(vjp_fn, cotangents: jax.Array, chunk: int | None):
+    """Apply ``vjp_fn`` to each row: vectorised (``chunk=None``) or ``chunk`` rows at a time."""
+    if chunk is None:
+        return jax.vmap(vjp_fn)(cotangents)
+    return jax.lax.map(vjp_fn, cotangents, batch_size=chunk)
+
+
+def _sum_over_tasks(stacked: PyTree) -> PyTree:
+    """Task-specific parameters get the plain sum of the task gradients (their own, in a head)."""
+    return jax.tree.map(lambda x: jnp.sum(x, axis=0), stacked)
+
+
+class FullJacobian(NamedTuple):
+    losses: jax.Array  # (T,)
+    shared: PyTree  # every leaf (T, *param shape): row t = ∇_shared L_t
+    tasks: PyTree  # task-specific gradients, already combined
+
+
+def full_jacobian(
+    model: MultiTaskModel,
+    params: PyTree,
+    batch: Batch,
+    rng: jax.Array | None,
+    axis_name: str,
+    chunk: int | None = None,
+) -> FullJacobian:
+    """T gradients of the shared parameters from one forward pass and one batched VJP."""
+
+    def losses_of(shared: PyTree, tasks: PyTree) -> jax.Array:
+        z = model.encode(shared, batch, rng)
+        return global_task_losses(model, tasks, z, batch, rng, axis_name)
+
+    losses, vjp_fn = jax.vjp(losses_of, params["shared"], params["tasks"])
+    jac_shared, jac_tasks = _map_cotangents(
+        vjp_fn, _task_cotangents(losses.shape[0], losses.dtype), chunk
+    )
+    return FullJacobian(losses, jac_shared, _sum_over_tasks(jac_tasks))
+
+
+class RepresentationJacobian(NamedTuple):
+    losses: jax.Array  # (T,)
+    representation: jax.Array  # (T, *z.shape): row t = ∂L_t/∂z on the local examples
+    trunk_vjp: Any  # cotangent of z -> (gradient of the shared params,)
+    tasks: PyTree
+
+
+def representation_jacobian(
+    model: MultiTaskModel,
+    params: PyTree,
+    batch: Batch,
+    rng: jax.Array | None,
+    axis_name: str,
+    chunk: int | None = None,
+) -> RepresentationJacobian:
+    """T gradients with respect to the shared representation z (heads only, T times)."""
+    z, trunk_vjp = jax.vjp(lambda shared: model.encode(shared, batch, rng), params["shared"])
+
+    def losses_of(tasks: PyTree, features: jax.Array) -> jax.Array:
+        return global_task_losses(model, tasks, features, batch, rng, axis_name)
+
+    losses, heads_vjp = jax.vjp(losses_of, params["tasks"], z)
+    jac_tasks, jac_z = _map_cotangents(
+        heads_vjp, _task_cotangents(losses.shape[0], losses.dtype), chunk
+    )
+    return RepresentationJacobian(losses, jac_z, trunk_vjp, _sum_over_tasks(jac_tasks))
+
+
+def summed_gradients(
+    model: MultiTaskModel,
+    params: PyTree,
+    batch: Batch,
+    rng: jax.Array | None,
+    axis_name: str,
+) -> tuple[jax.Array, PyTree]:
+    """One backward pass of Σ_t L_t: (losses, gradient of every parameter)."""
+
+    def losses_of(all_params: PyTree) -> jax.Array:
+        z = model.encode(all_params["shared"], batch, rng)
+        return global_task_losses(model, all_params["tasks"], z, batch, rng, axis_name)
+
+    losses, vjp_fn = jax.vjp(losses_of, params)
+    (grads,) = vjp_fn(jnp.ones_like(losses))
+    return losses, grads

@@ -1,0 +1,182 @@
+"""The compiled multi-task train step: ``state, metrics = train_step(state, batch)``.
+
+Per step, on every device of the ``data`` mesh axis (``jax.shard_map``):
+
+1. the T task gradients, reduced over devices (``mtl_jax.training.jacobian``):
+   - mode ``"full"``: of the shared parameters, J ∈ R^{T×P};
+   - mode ``"representation"``: of the shared representation z of the whole global batch
+     (each device holds its examples' rows; the Gramian is all-reduced);
+2. G = J Jᵀ and the aggregator's weights w (identical on every device);
+3. the update direction: full mode Jᵀw; representation mode one backward pass of the trunk
+   with the combined cotangent Σ_t w_t ∂L_t/∂z (gramian.md, "Representation level");
+4. task-specific parameters get their own plain gradients; one optax update.
+
+Aggregators with uniform weights (EW) skip steps 1–3 unless gradient statistics are asked
+for: one backward pass of the summed loss gives the same update.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, PartitionSpec
+
+from mtl_jax.aggregators.base import Aggregator, WeightingInputs
+from mtl_jax.aggregators.gramian import gramian, weighted_sum
+from mtl_jax.diagnostics.gradient_stats import gradient_statistics
+from mtl_jax.models.multitask import MultiTaskModel
+from mtl_jax.training import jacobian
+from mtl_jax.training.mesh import DATA_AXIS, check_divisible, global_batch_size, shard_batch
+from mtl_jax.training.state import TrainState
+
+Mode = Literal["full", "representation"]
+MODES = ("full", "representation")
+PyTree = Any
+
+
+def _step_keys(state: TrainState) -> tuple[jax.Array, jax.Array]:
+    """(aggregator key, model key): the first identical on every device, the second per device."""
+    aggregator_key, model_key = jax.random.split(jax.random.fold_in(state.key, state.step))
+    return aggregator_key, jax.random.fold_in(model_key, jax.lax.axis_index(DATA_AXIS))
+
+
+def _weigh(aggregator: Aggregator, gram, losses, key, state: TrainState):
+    inputs = WeightingInputs(gramian=gram, losses=losses, key=key, step=state.step)
+    return aggregator.weigh(inputs, state.aggregator_state)
+
+
+def _uniform_step(model, aggregator, state, batch, rng):
+    losses, grads = jacobian.summed_gradients(model, state.params, batch, rng, DATA_AXIS)
+    scale = aggregator.uniform_weight(losses.shape[0])
+    grads = {"shared": jax.tree.map(lambda g: g * scale, grads["shared"]), "tasks": grads["tasks"]}
+    weights = jnp.full_like(losses, scale)
+    return grads, losses, weights, None, state.aggregator_state
+
+
+def _full_step(model, aggregator, state, batch, rng, agg_key, chunk):
+    jac = jacobian.full_jacobian(model, state.params, batch, rng, DATA_AXIS, chunk)
+    gram = gramian(jac.shared)
+    weights, agg_state = _weigh(aggregator, gram, jac.losses, agg_key, state)
+    grads = {"shared": weighted_sum(weights, jac.shared), "tasks": jac.tasks}
+    return grads, jac.losses, weights, gram, agg_state
+
+
+def _representation_step(model, aggregator, state, batch, rng, agg_key, chunk):
+    jac = jacobian.representation_jacobian(model, state.params, batch, rng, DATA_AXIS, chunk)
+    gram = jax.lax.psum(gramian(jac.representation), DATA_AXIS)
+    weights, agg_state = _weigh(aggregator, gram, jac.losses, agg_key, state)
+    (shared_grads,) = jac.trunk_vjp(weighted_sum(weights, jac.representation))
+    grads = {"shared": shared_grads, "tasks": jac.tasks}
+    return grads, jac.losses, weights, gram, agg_state
+
+
+def _local_train_step(
+    state: TrainState,
+    batch: PyTree,
+    *,
+    model: MultiTaskModel,
+    aggregator: Aggregator,
+    optimizer: optax.GradientTransformation,
+    mode: Mode,
+    gradient_stats: bool,
+    jacobian_chunk: int | None,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    agg_key, model_key = _step_keys(state)
+    if aggregator.uniform_weight is not None and not gradient_stats:
+        grads, losses, weights, gram, agg_state = _uniform_step(
+            model, aggregator, state, batch, model_key
+        )
+    elif mode == "full":
+        grads, losses, weights, gram, agg_state = _full_step(
+            model, aggregator, state, batch, model_key, agg_key, jacobian_chunk
+        )
+    else:
+        grads, losses, weights, gram, agg_state = _representation_step(
+            model, aggregator, state, batch, model_key, agg_key, jacobian_chunk
+        )
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, updates),
+        opt_state=opt_state,
+        aggregator_state=agg_state,
+    )
+    metrics = {"loss": losses, "weights": weights}
+    if gram is not None:
+        metrics.update(gradient_statistics(gram))
+    return new_state, metrics
+
+
+class TrainStep:
+    """``state, metrics = step(state, batch)``, compiled once, state donated.
+
+    ``batch`` may be host arrays (this process's slice of the global batch; they are checked
+    and placed on the mesh) or arrays already placed with :func:`shard_batch`. Keep using the
+    returned state: the argument's buffers are donated.
+    """
+
+    def __init__(self, jitted, mesh: Mesh):
+        self.jitted = jitted
+        self.mesh = mesh
+
+    def place_batch(self, batch: PyTree) -> dict[str, jax.Array]:
+        if all(isinstance(v, jax.Array) for v in batch.values()):
+            check_divisible(global_batch_size(batch), self.mesh)
+            return batch
+        return shard_batch(batch, self.mesh)
+
+    def __call__(self, state: TrainState, batch: PyTree) -> tuple[TrainState, dict]:
+        return self.jitted(state, self.place_batch(batch))
+
+
+def make_train_step(
+    model: MultiTaskModel,
+    aggregator: Aggregator,
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh,
+    *,
+    mode: Mode = "full",
+    gradient_stats: bool = True,
+    jacobian_chunk: int | None = None,
+) -> TrainStep:
+    """Build the data-parallel train step.
+
+    Args:
+      model: the pure multi-task model.
+      aggregator: how task gradients become one update.
+      optimizer: optax transformation over the whole ``params`` pytree.
+      mesh: a mesh with a ``data`` axis (``mtl_jax.training.mesh.data_mesh``).
+      mode: ``"full"`` (surgery on the shared parameters' gradients) or ``"representation"``
+        (on the gradients of the shared representation).
+      gradient_stats: report gradient norms, cosines and conflicts (forces the Jacobian for
+        EW).
+      jacobian_chunk: ``None`` back-propagates all T cotangents at once (``vmap``); an
+        integer k processes k at a time (``lax.map``) to cap memory.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; accepted values: {', '.join(MODES)}")
+    if DATA_AXIS not in mesh.axis_names:
+        raise ValueError(f"the mesh needs a {DATA_AXIS!r} axis, got axes {mesh.axis_names}")
+
+    def local_step(state, batch):
+        return _local_train_step(
+            state,
+            batch,
+            model=model,
+            aggregator=aggregator,
+            optimizer=optimizer,
+            mode=mode,
+            gradient_stats=gradient_stats,
+            jacobian_chunk=jacobian_chunk,
+        )
+
+    sharded = jax.shard_map(
+        local_step,
+        mesh=mesh,
+        in_specs=(PartitionSpec(), PartitionSpec(DATA_AXIS)),
+        out_specs=(PartitionSpec(), PartitionSpec()),
+    )
+    return TrainStep(jax.jit(sharded, donate_argnums=0), mesh)
