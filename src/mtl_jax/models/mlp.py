@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from mtl_jax.models.task import Batch
@@ -35,7 +36,7 @@ class MLPTrunk(nnx.Module):
 
     def __call__(self, batch: Batch, *, rngs: nnx.Rngs | None = None) -> jax.Array:
         x = batch[self.input_key]
-        x = x.reshape(x.shape[0], -1).astype(self.layers[0].kernel.value.dtype)
+        x = x.reshape(x.shape[0], -1).astype(jnp.float32)
         for layer in self.layers:
             x = self.dropout(nnx.relu(layer(x)), rngs=rngs, deterministic=rngs is None)
         return x

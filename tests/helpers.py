@@ -1,0 +1,46 @@
+"""Small models and random batches shared by the step tests."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import optax
+from flax import nnx
+
+from mtl_jax.aggregators import get_aggregator
+from mtl_jax.models import MLPTrunk, build_model, classification_task
+from mtl_jax.training import create_train_state, data_mesh, make_train_step, replicate
+
+NUM_CLASSES = 5
+
+
+def small_model(num_tasks: int, in_features: int = 12, hidden=(16, 16), seed: int = 0):
+    rngs = nnx.Rngs(seed)
+    tasks = [classification_task(f"task{t}", NUM_CLASSES) for t in range(num_tasks)]
+    trunk = MLPTrunk(in_features, hidden, input_key="x", rngs=rngs)
+    return build_model(trunk, hidden[-1], tasks, rngs)
+
+
+def random_batch(rng: np.random.Generator, batch_size: int, num_tasks: int, in_features: int = 12) -> dict:
+    batch = {"x": rng.standard_normal((batch_size, in_features)).astype(np.float32)}
+    for t in range(num_tasks):
+        batch[f"task{t}"] = rng.integers(0, NUM_CLASSES, batch_size).astype(np.int32)
+    return batch
+
+
+def run_steps(
+    model, params, batches, aggregator: str, mode: str, optimizer=None, seed: int = 0, **step_kwargs
+):
+    """Train on ``batches`` over all local devices; return (final state, list of metrics)."""
+    optimizer = optimizer or optax.sgd(1.0)
+    aggregator_fn = get_aggregator(aggregator)
+    mesh = data_mesh()
+    state = replicate(
+        create_train_state(params, optimizer, aggregator_fn, len(model.tasks), seed), mesh
+    )
+    step = make_train_step(model, aggregator_fn, optimizer, mesh, mode=mode, **step_kwargs)
+    metrics = []
+    for batch in batches:
+        state, step_metrics = step(state, batch)
+        metrics.append(jax.device_get(step_metrics))
+    return state, metrics
