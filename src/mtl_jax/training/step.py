@@ -12,7 +12,8 @@ Per step, on every device of the ``data`` mesh axis (``jax.shard_map``):
 4. task-specific parameters get their own plain gradients; one optax update.
 
 Aggregators with uniform weights (EW) skip steps 1–3 unless gradient statistics are asked
-for: one backward pass of the summed loss gives the same update.
+for: one backward pass of the summed loss gives the same update. The Gramian is formed only
+when the aggregator reads it or gradient statistics are asked for.
 """
 
 from __future__ import annotations
@@ -56,17 +57,17 @@ def _uniform_step(model, aggregator, state, batch, rng):
     return grads, losses, weights, None, state.aggregator_state
 
 
-def _full_step(model, aggregator, state, batch, rng, agg_key, chunk):
+def _full_step(model, aggregator, state, batch, rng, agg_key, chunk, want_gramian):
     jac = jacobian.full_jacobian(model, state.params, batch, rng, DATA_AXIS, chunk)
-    gram = gramian(jac.shared)
+    gram = gramian(jac.shared) if want_gramian else None
     weights, agg_state = _weigh(aggregator, gram, jac.losses, agg_key, state)
     grads = {"shared": weighted_sum(weights, jac.shared), "tasks": jac.tasks}
     return grads, jac.losses, weights, gram, agg_state
 
 
-def _representation_step(model, aggregator, state, batch, rng, agg_key, chunk):
+def _representation_step(model, aggregator, state, batch, rng, agg_key, chunk, want_gramian):
     jac = jacobian.representation_jacobian(model, state.params, batch, rng, DATA_AXIS, chunk)
-    gram = jax.lax.psum(gramian(jac.representation), DATA_AXIS)
+    gram = jax.lax.psum(gramian(jac.representation), DATA_AXIS) if want_gramian else None
     weights, agg_state = _weigh(aggregator, gram, jac.losses, agg_key, state)
     (shared_grads,) = jac.trunk_vjp(weighted_sum(weights, jac.representation))
     grads = {"shared": shared_grads, "tasks": jac.tasks}
@@ -85,17 +86,18 @@ def _local_train_step(
     jacobian_chunk: int | None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     agg_key, model_key = _step_keys(state)
+    want_gramian = aggregator.needs_gramian or gradient_stats
     if aggregator.uniform_weight is not None and not gradient_stats:
         grads, losses, weights, gram, agg_state = _uniform_step(
             model, aggregator, state, batch, model_key
         )
     elif mode == "full":
         grads, losses, weights, gram, agg_state = _full_step(
-            model, aggregator, state, batch, model_key, agg_key, jacobian_chunk
+            model, aggregator, state, batch, model_key, agg_key, jacobian_chunk, want_gramian
         )
     else:
         grads, losses, weights, gram, agg_state = _representation_step(
-            model, aggregator, state, batch, model_key, agg_key, jacobian_chunk
+            model, aggregator, state, batch, model_key, agg_key, jacobian_chunk, want_gramian
         )
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     new_state = state.replace(

@@ -1,0 +1,143 @@
+"""Step-time benchmark of the compiled multi-task train step (one JSON line per case).
+
+Reference case (issue 2): MLP trunk 784→512→512→512 (ReLU), T linear heads of 10 classes,
+global batch 256, T ∈ {2, 4, 8}. Cases per T:
+
+- ``ew``: equal weighting, one backward pass of the summed loss (the cheapest step);
+- ``jacobian_sum``: the T-row Jacobian of the shared parameters, then its plain sum — the
+  floor for any full-parameter surgery;
+- ``pcgrad``/full: Jacobian, Gramian, PCGrad weights, weighted sum;
+- ``pcgrad``/representation: surgery on the gradients of the trunk output, one trunk backward.
+
+Steps are timed in interleaved rounds (every case once per round) so that machine noise hits
+all cases alike; ratios are between medians measured in the same run. Gradient statistics
+are off so that only the method's own work is timed.
+
+    python benchmarks/step_time.py [--tasks 2 4 8] [--out benchmarks/results/step_time_cpu.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from typing import NamedTuple
+
+import jax
+import numpy as np
+import optax
+from flax import nnx
+
+from mtl_jax.aggregators import get_aggregator
+from mtl_jax.models import MLPTrunk, build_model, classification_task
+from mtl_jax.training import create_train_state, data_mesh, make_train_step, replicate, shard_batch
+
+HIDDEN = (512, 512, 512)
+INPUT = 784
+CLASSES = 10
+
+
+class Case(NamedTuple):
+    method: str
+    mode: str
+
+
+CASES = (Case("ew", "full"), Case("jacobian_sum", "full"), Case("pcgrad", "full"), Case("pcgrad", "representation"))
+
+
+def _aggregator(method: str):
+    if method == "ew":
+        return get_aggregator("sum")
+    if method == "jacobian_sum":  # the sum, but forced through the per-task Jacobian
+        return get_aggregator("sum")._replace(name="jacobian_sum", uniform_weight=None)
+    return get_aggregator(method)
+
+
+def _batch(rng: np.random.Generator, batch_size: int, num_tasks: int) -> dict:
+    batch = {"image": rng.random((batch_size, INPUT), dtype=np.float32)}
+    batch.update({f"task{t}": rng.integers(0, CLASSES, batch_size).astype(np.int32) for t in range(num_tasks)})
+    return batch
+
+
+class Runner:
+    """One compiled step and its state for one case."""
+
+    def __init__(self, case: Case, num_tasks: int, batch, mesh):
+        rngs = nnx.Rngs(0)
+        tasks = [classification_task(f"task{t}", CLASSES) for t in range(num_tasks)]
+        model, params = build_model(MLPTrunk(INPUT, HIDDEN, input_key="image", rngs=rngs), HIDDEN[-1], tasks, rngs)
+        aggregator, optimizer = _aggregator(case.method), optax.adam(1e-4)
+        self.state = replicate(create_train_state(params, optimizer, aggregator, num_tasks, 0), mesh)
+        self.step = make_train_step(model, aggregator, optimizer, mesh, mode=case.mode, gradient_stats=False)
+        self.batch = batch
+        started = time.perf_counter()
+        self.step.jitted.lower(self.state, batch).compile()
+        self.compile_seconds = time.perf_counter() - started
+        self.run(2)  # warm-up
+        self.times: list[float] = []
+
+    def run(self, steps: int) -> float:
+        started = time.perf_counter()
+        for _ in range(steps):
+            self.state, metrics = self.step(self.state, self.batch)
+        jax.block_until_ready((self.state, metrics))
+        return (time.perf_counter() - started) / steps
+
+
+def measure(num_tasks: int, batch_size: int, rounds: int, steps_per_round: int, mesh) -> list[dict]:
+    rng = np.random.default_rng(num_tasks)
+    batch = shard_batch(_batch(rng, batch_size, num_tasks), mesh)
+    runners = {case: Runner(case, num_tasks, batch, mesh) for case in CASES}
+    for _ in range(rounds):
+        for runner in runners.values():
+            runner.times.append(runner.run(steps_per_round))
+    medians = {case: statistics.median(r.times) for case, r in runners.items()}
+    ew, jac_sum = medians[Case("ew", "full")], medians[Case("jacobian_sum", "full")]
+    device = jax.devices()[0]
+    return [
+        {
+            "benchmark": "step_time",
+            "method": case.method,
+            "mode": case.mode,
+            "tasks": num_tasks,
+            "batch": batch_size,
+            "model": "mlp " + "-".join(map(str, (INPUT, *HIDDEN))),
+            "devices": mesh.size,
+            "device_kind": device.device_kind,
+            "platform": device.platform,
+            "host": platform.node(),
+            "jax": jax.__version__,
+            "compile_s": round(runner.compile_seconds, 3),
+            "median_step_ms": round(1e3 * medians[case], 4),
+            "examples_per_s": round(batch_size / medians[case], 1),
+            "ratio_to_ew": round(medians[case] / ew, 4),
+            "ratio_to_jacobian_sum": round(medians[case] / jac_sum, 4),
+            "rounds": rounds,
+            "steps_per_round": steps_per_round,
+        }
+        for case, runner in runners.items()
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, nargs="+", default=[2, 4, 8])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--steps-per-round", type=int, default=10)
+    parser.add_argument("--out", help="also append the JSON lines to this file")
+    args = parser.parse_args()
+    mesh = data_mesh()
+    for num_tasks in args.tasks:
+        for row in measure(num_tasks, args.batch, args.rounds, args.steps_per_round, mesh):
+            line = json.dumps(row)
+            print(line, flush=True)
+            if args.out:
+                with open(args.out, "a") as out:
+                    out.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()

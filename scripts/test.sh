@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up, then run the whole test suite on the CPU. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
+status=0
+.venv/bin/python -m pytest -q "$@" || status=$?
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: treat as a failure" >&2
+  exit 1
+fi
+exit "$status"
