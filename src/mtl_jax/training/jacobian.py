@@ -36,12 +36,12 @@ def global_task_losses(
     return totals / jnp.maximum(counts, 1.0)
 
 
-def _task_cotangents(num_tasks: int, dtype) -> jax.Array:
-    return jnp.eye(num_tasks, dtype=dtype)
+def _per_task_vjp(vjp_fn, losses: jax.Array, chunk: int | None):
+    """``vjp_fn`` of each one-hot cotangent e_t, stacked on a leading task axis.
 
-
-def _map_cotangents(vjp_fn, cotangents: jax.Array, chunk: int | None):
-    """Apply ``vjp_fn`` to each row: vectorised (``chunk=None``) or ``chunk`` rows at a time."""
+    Vectorised over the T cotangents (``chunk=None``) or ``chunk`` of them at a time.
+    """
+    cotangents = jnp.eye(losses.shape[0], dtype=losses.dtype)
     if chunk is None:
         return jax.vmap(vjp_fn)(cotangents)
     return jax.lax.map(vjp_fn, cotangents, batch_size=chunk)
@@ -73,9 +73,7 @@ def full_jacobian(
         return global_task_losses(model, tasks, z, batch, rng, axis_name)
 
     losses, vjp_fn = jax.vjp(losses_of, params["shared"], params["tasks"])
-    jac_shared, jac_tasks = _map_cotangents(
-        vjp_fn, _task_cotangents(losses.shape[0], losses.dtype), chunk
-    )
+    jac_shared, jac_tasks = _per_task_vjp(vjp_fn, losses, chunk)
     return FullJacobian(losses, jac_shared, _sum_over_tasks(jac_tasks))
 
 
@@ -101,9 +99,7 @@ def representation_jacobian(
         return global_task_losses(model, tasks, features, batch, rng, axis_name)
 
     losses, heads_vjp = jax.vjp(losses_of, params["tasks"], z)
-    jac_tasks, jac_z = _map_cotangents(
-        heads_vjp, _task_cotangents(losses.shape[0], losses.dtype), chunk
-    )
+    jac_tasks, jac_z = _per_task_vjp(heads_vjp, losses, chunk)
     return RepresentationJacobian(losses, jac_z, trunk_vjp, _sum_over_tasks(jac_tasks))
 
 
