@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mtl_jax.aggregators import REGISTRY
 from mtl_jax.config import ConfigError, apply_overrides, load_config
-from mtl_jax.data.multi_mnist import DataError
+from mtl_jax.data.errors import DataError
 from mtl_jax.training.mesh import BatchShapeError
 
 EXAMPLES = """examples:

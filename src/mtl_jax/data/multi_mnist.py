@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from mtl_jax.data.errors import DataError
+
 CANVAS = 36
 OFFSET = 4
 IMAGE = 28
 TEST_POOL = 1000
-
-
-class DataError(ValueError):
-    """The dataset's source data is missing or malformed; the message names the fix."""
 
 
 def load_mnist_subset() -> tuple[np.ndarray, np.ndarray]:
