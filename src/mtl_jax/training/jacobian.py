@@ -77,6 +77,18 @@ def full_jacobian(
     return FullJacobian(losses, jac_shared, _sum_over_tasks(jac_tasks))
 
 
+def _feature_gradients_task_by_task(losses_of_features, z: jax.Array, num_tasks: int) -> jax.Array:
+    """(T, *z.shape): ∂L_t/∂z, one small backward per task through that task's head only.
+
+    Unrolled over tasks rather than a batched VJP: XLA then drops the other heads from each
+    task's backward, where a vmap over one-hot cotangents would run every head T times
+    (measured 3× slower at T=8 on the CPU, benchmarks/step_time.py).
+    """
+    return jnp.stack(
+        [jax.grad(lambda f, t=t: losses_of_features(f)[t])(z) for t in range(num_tasks)]
+    )
+
+
 class RepresentationJacobian(NamedTuple):
     losses: jax.Array  # (T,)
     representation: jax.Array  # (T, *z.shape): row t = ∂L_t/∂z on the local examples
@@ -99,8 +111,12 @@ def representation_jacobian(
         return global_task_losses(model, tasks, features, batch, rng, axis_name)
 
     losses, heads_vjp = jax.vjp(losses_of, params["tasks"], z)
-    jac_tasks, jac_z = _per_task_vjp(heads_vjp, losses, chunk)
-    return RepresentationJacobian(losses, jac_z, trunk_vjp, _sum_over_tasks(jac_tasks))
+    (task_grads, _) = heads_vjp(jnp.ones_like(losses))
+    if chunk is None:
+        jac_z = _feature_gradients_task_by_task(lambda f: losses_of(params["tasks"], f), z, losses.shape[0])
+    else:
+        jac_z = _per_task_vjp(lambda c: heads_vjp(c)[1], losses, chunk)
+    return RepresentationJacobian(losses, jac_z, trunk_vjp, task_grads)
 
 
 def summed_gradients(
