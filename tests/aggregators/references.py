@@ -79,6 +79,13 @@ def scale_of(jac: np.ndarray) -> float:
 # --------------------------------------------------------------------------- QP references
 
 
+def assert_in_dual_cone(jac: np.ndarray, weights: np.ndarray, tol: float = 1e-5) -> None:
+    """The aggregate never conflicts with a task, ⟨Jᵀw, g_i⟩ ≥ 0, and w ≥ 1/T (UPGrad, DualProj)."""
+    num_tasks = jac.shape[0]
+    assert np.all(jac @ (jac.T @ weights) >= -tol * scale_of(jac) ** 2)
+    assert np.all(weights >= 1.0 / num_tasks - 1e-6)
+
+
 def simplex_qp(gram: np.ndarray, linear: np.ndarray | None = None) -> np.ndarray:
     """argmin_{w ∈ simplex} ½ wᵀGw + cᵀw by enumerating supports and checking the KKT system
 
