@@ -47,9 +47,14 @@ def _per_task_vjp(vjp_fn, losses: jax.Array, chunk: int | None):
     return jax.lax.map(vjp_fn, cotangents, batch_size=chunk)
 
 
-def _sum_over_tasks(stacked: PyTree) -> PyTree:
-    """Task-specific parameters get the plain sum of the task gradients (their own, in a head)."""
-    return jax.tree.map(lambda x: jnp.sum(x, axis=0), stacked)
+def _gradient_of_sum(vjp_fn, losses: jax.Array):
+    """``vjp_fn`` of the all-ones cotangent: the gradients of Σ_t L_t.
+
+    Task-specific parameters get this plain sum (in a head: its own task's gradient). Taking
+    it from one extra cotangent, rather than summing per-task rows, keeps T×T head backward
+    passes out of the batched VJP; XLA drops whatever part of the call goes unused.
+    """
+    return vjp_fn(jnp.ones_like(losses))
 
 
 class FullJacobian(NamedTuple):
@@ -73,8 +78,8 @@ def full_jacobian(
         return global_task_losses(model, tasks, z, batch, rng, axis_name)
 
     losses, vjp_fn = jax.vjp(losses_of, params["shared"], params["tasks"])
-    jac_shared, jac_tasks = _per_task_vjp(vjp_fn, losses, chunk)
-    return FullJacobian(losses, jac_shared, _sum_over_tasks(jac_tasks))
+    jac_shared = _per_task_vjp(lambda cotangent: vjp_fn(cotangent)[0], losses, chunk)
+    return FullJacobian(losses, jac_shared, _gradient_of_sum(vjp_fn, losses)[1])
 
 
 def _feature_gradients_task_by_task(losses_of_features, z: jax.Array, num_tasks: int) -> jax.Array:
@@ -111,7 +116,7 @@ def representation_jacobian(
         return global_task_losses(model, tasks, features, batch, rng, axis_name)
 
     losses, heads_vjp = jax.vjp(losses_of, params["tasks"], z)
-    (task_grads, _) = heads_vjp(jnp.ones_like(losses))
+    task_grads, _ = _gradient_of_sum(heads_vjp, losses)
     if chunk is None:
         jac_z = _feature_gradients_task_by_task(lambda f: losses_of(params["tasks"], f), z, losses.shape[0])
     else:
@@ -133,5 +138,5 @@ def summed_gradients(
         return global_task_losses(model, all_params["tasks"], z, batch, rng, axis_name)
 
     losses, vjp_fn = jax.vjp(losses_of, params)
-    (grads,) = vjp_fn(jnp.ones_like(losses))
+    (grads,) = _gradient_of_sum(vjp_fn, losses)
     return losses, grads
