@@ -28,17 +28,24 @@ def random_batch(rng: np.random.Generator, batch_size: int, num_tasks: int, in_f
     return batch
 
 
-def run_steps(
-    model, params, batches, aggregator: str, mode: str, optimizer=None, seed: int = 0, **step_kwargs
+def state_and_step(
+    model, params, aggregator: str, mode: str = "full", optimizer=None, seed: int = 0, **step_kwargs
 ):
-    """Train on ``batches`` over all local devices; return (final state, list of metrics)."""
+    """A replicated train state and the compiled step over all local devices."""
     optimizer = optimizer or optax.sgd(1.0)
     aggregator_fn = get_aggregator(aggregator)
     mesh = data_mesh()
     state = replicate(
         create_train_state(params, optimizer, aggregator_fn, len(model.tasks), seed), mesh
     )
-    step = make_train_step(model, aggregator_fn, optimizer, mesh, mode=mode, **step_kwargs)
+    return state, make_train_step(model, aggregator_fn, optimizer, mesh, mode=mode, **step_kwargs)
+
+
+def run_steps(
+    model, params, batches, aggregator: str, mode: str, optimizer=None, seed: int = 0, **step_kwargs
+):
+    """Train on ``batches`` over all local devices; return (final state, list of metrics)."""
+    state, step = state_and_step(model, params, aggregator, mode, optimizer, seed, **step_kwargs)
     metrics = []
     for batch in batches:
         state, step_metrics = step(state, batch)

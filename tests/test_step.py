@@ -5,11 +5,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from mtl_jax.training.mesh import BatchShapeError
 from tests.aggregators.test_pcgrad import reference_pcgrad
-from tests.helpers import random_batch, run_steps, small_model
+from tests.helpers import random_batch, run_steps, small_model, state_and_step
 
 
 def flat(tree) -> np.ndarray:
@@ -112,13 +113,7 @@ def test_step_compiles_once_over_ten_steps(rng, mode):
         if name.endswith("backend_compile_duration") or name.endswith("jaxpr_trace_duration"):
             compiles.append(name)
 
-    from mtl_jax.aggregators import get_aggregator
-    from mtl_jax.training import create_train_state, data_mesh, make_train_step, replicate
-    import optax
-
-    optimizer, aggregator, mesh = optax.adam(1e-3), get_aggregator("pcgrad"), data_mesh()
-    state = replicate(create_train_state(params, optimizer, aggregator, 3, 0), mesh)
-    step = make_train_step(model, aggregator, optimizer, mesh, mode=mode)
+    state, step = state_and_step(model, params, "pcgrad", mode, optax.adam(1e-3))
     state, _ = step(state, batches[0])
     jax.monitoring.register_event_duration_secs_listener(count)
     try:
@@ -134,13 +129,7 @@ def test_step_compiles_once_over_ten_steps(rng, mode):
 
 def test_donated_state_is_consumed(rng):
     model, params = small_model(num_tasks=2)
-    from mtl_jax.aggregators import get_aggregator
-    from mtl_jax.training import create_train_state, data_mesh, make_train_step, replicate
-    import optax
-
-    optimizer, aggregator, mesh = optax.sgd(0.1), get_aggregator("sum"), data_mesh()
-    state = replicate(create_train_state(params, optimizer, aggregator, 2, 0), mesh)
-    step = make_train_step(model, aggregator, optimizer, mesh)
+    state, step = state_and_step(model, params, "sum", optimizer=optax.sgd(0.1))
     new_state, _ = step(state, random_batch(rng, 8, 2))
     assert jax.tree.leaves(state.params)[0].is_deleted()
     assert not jax.tree.leaves(new_state.params)[0].is_deleted()
