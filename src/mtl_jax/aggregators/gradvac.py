@@ -69,7 +69,7 @@ def gradvac_weights(
             return (weights, row), None
 
         start = jax.nn.one_hot(task, num_tasks, dtype=gramian.dtype)
-        (weights, row), _ = jax.lax.scan(visit, (start, target_row), order)
+        (weights, row), _ = jax.lax.scan(visit, (start, target_row), order, unroll=True)
         return weights, row
 
     per_task, new_targets = jax.vmap(vaccinate)(jnp.arange(num_tasks), visit_orders, targets)
