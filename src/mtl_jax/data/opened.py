@@ -1,0 +1,76 @@
+"""An opened dataset: its spec, its split sources, and how to batch them.
+
+``OpenDataset`` bundles what the trainer needs from :func:`mtl_jax.data.datasets.open_dataset`:
+the :class:`~mtl_jax.data.spec.DatasetSpec`, split name -> random-access source, and the
+``collate`` turning a list of stored examples into a batch following the spec's batch
+conventions. Text datasets also carry per-split sequence ``lengths`` and the bucket lengths,
+so :meth:`OpenDataset.train_batches` buckets by length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from mtl_jax.data import pipeline
+from mtl_jax.data.columns import ColumnSource, materialize
+from mtl_jax.data.errors import DataError
+from mtl_jax.data.spec import DatasetSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenDataset:
+    """A dataset ready to batch.
+
+    Attributes:
+      spec: input and tasks.
+      splits: split name (``train``, ``validation``, ``test``) -> random-access source.
+      collate: ``collate(examples)`` (or ``collate(examples, length=L)`` for text) -> batch.
+      lengths: text only: split -> int32 sequence length of every example.
+      buckets: text only: the padded lengths (see :mod:`mtl_jax.data.bucketing`).
+      vocabulary: text only: token of each id.
+    """
+
+    spec: DatasetSpec
+    splits: Mapping[str, Sequence[Any]]
+    collate: pipeline.Collate
+    lengths: Mapping[str, np.ndarray] | None = None
+    buckets: tuple[int, ...] | None = None
+    vocabulary: tuple[str, ...] = ()
+    _columns: dict[str, ColumnSource] = dataclasses.field(default_factory=dict, init=False, compare=False, repr=False)
+
+    @property
+    def label_keys(self) -> tuple[str, ...]:
+        return tuple(task.label_key for task in self.spec.tasks)
+
+    def split(self, name: str) -> Sequence[Any]:
+        if name not in self.splits:
+            raise DataError(f"{self.spec.name}: no split {name!r}; fix: use one of {sorted(self.splits)}")
+        return self.splits[name]
+
+    @property
+    def max_length(self) -> int | None:
+        """Text: the longest bucket (the padded length of evaluation batches); else None."""
+        return None if self.buckets is None else self.buckets[-1]
+
+    def columns(self, split: str) -> ColumnSource:
+        """``split`` decoded and collated once (cached): batches become array indexing."""
+        if split not in self._columns:
+            self._columns[split] = materialize(self.split(split), self.collate, pipeline.read_examples, self.max_length)
+        return self._columns[split]
+
+    def train_batches(self, global_batch_size: int, seed: int, split: str = "train", **kwargs: Any):
+        """:func:`mtl_jax.data.pipeline.train_batches` over ``split`` (pre-collated, bucketed)."""
+        lengths = None if self.lengths is None else self.lengths[split]
+        return pipeline.train_batches(
+            self.columns(split), global_batch_size, seed, collate=self.collate, lengths=lengths,
+            buckets=self.buckets, **kwargs,
+        )  # fmt: skip
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+        """:func:`mtl_jax.data.pipeline.eval_batches` of ``split``; text padded to the largest bucket."""
+        return pipeline.eval_batches(
+            self.columns(split), batch_size, self.collate, label_keys=self.label_keys, length=self.max_length
+        )
