@@ -9,11 +9,20 @@ global batch 256, T ∈ {2, 4, 8}. Cases per T:
 - ``pcgrad``/full: Jacobian, Gramian, PCGrad weights, weighted sum;
 - ``pcgrad``/representation: surgery on the gradients of the trunk output, one trunk backward.
 
+- every registered method (``mtl_jax.aggregators.REGISTRY``) in each mode it supports
+  (``--methods all``, the default; ``constant`` gets the weights 1..T).
+
 Steps are timed in interleaved rounds (every case once per round) so that machine noise hits
 all cases alike; ratios are between medians measured in the same run. Gradient statistics
-are off so that only the method's own work is timed.
+are off so that only the method's own work is timed (loss-level weightings then take the
+one-backward fast path). A method that cannot run at some T (Krum needs T ≥ 5, TrimmedMean
+T ≥ 3) gives a ``"skipped"`` line with the reason.
 
-    python benchmarks/step_time.py [--tasks 2 4 8] [--out benchmarks/results/step_time_cpu.jsonl]
+    python benchmarks/step_time.py [--tasks 2 4 8] [--methods pcgrad moco uw] [--modes full]
+        [--cases pcgrad:full uw:representation] [--out benchmarks/results/step_time_cpu.jsonl]
+
+The weighting computation alone (Gramian → weights) is measured by
+``benchmarks/weighting_cost.py``.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from mtl_jax.aggregators import get_aggregator
+from mtl_jax.aggregators import REGISTRY, get_aggregator
 from mtl_jax.models import MLPTrunk, build_model, classification_task
 from mtl_jax.training import create_train_state, data_mesh, make_train_step, replicate, shard_batch
 
@@ -44,15 +53,31 @@ class Case(NamedTuple):
     mode: str
 
 
-CASES = (Case("ew", "full"), Case("jacobian_sum", "full"), Case("pcgrad", "full"), Case("pcgrad", "representation"))
+BASELINES = (Case("ew", "full"), Case("jacobian_sum", "full"))
+MODES = ("full", "representation")
 
 
-def _aggregator(method: str):
+def _aggregator(method: str, num_tasks: int = 2):
     if method == "ew":
         return get_aggregator("sum")
     if method == "jacobian_sum":  # the sum, but forced through the per-task Jacobian
         return get_aggregator("sum")._replace(name="jacobian_sum", uniform_weight=None)
+    if method == "constant":
+        return get_aggregator("constant", weights=[float(t + 1) for t in range(num_tasks)])
     return get_aggregator(method)
+
+
+def select_cases(methods: list[str], modes: list[str], explicit: list[str]) -> list[Case]:
+    """The baselines, then ``method:mode`` pairs (explicit) or methods × supported modes."""
+    if explicit:
+        chosen = [Case(*item.split(":", 1)) for item in explicit]
+    else:
+        names = sorted(REGISTRY) if methods == ["all"] else methods
+        chosen = [Case(m, mode) for m in names for mode in modes if mode in _aggregator(m).modes]
+    unknown = sorted({c.method for c in chosen} - set(REGISTRY))
+    if unknown:
+        raise SystemExit(f"unknown method(s) {unknown}; accepted: {', '.join(sorted(REGISTRY))}")
+    return list(BASELINES) + [c for c in chosen if c not in BASELINES]
 
 
 def _batch(rng: np.random.Generator, batch_size: int, num_tasks: int) -> dict:
@@ -68,7 +93,7 @@ class Runner:
         rngs = nnx.Rngs(0)
         tasks = [classification_task(f"task{t}", CLASSES) for t in range(num_tasks)]
         model, params = build_model(MLPTrunk(INPUT, HIDDEN, input_key="image", rngs=rngs), HIDDEN[-1], tasks, rngs)
-        aggregator, optimizer = _aggregator(case.method), optax.adam(1e-4)
+        aggregator, optimizer = _aggregator(case.method, num_tasks), optax.adam(1e-4)
         self.state = replicate(create_train_state(params, optimizer, aggregator, num_tasks, 0), mesh)
         self.step = make_train_step(model, aggregator, optimizer, mesh, mode=case.mode, gradient_stats=False)
         self.batch = batch
@@ -86,17 +111,35 @@ class Runner:
         return (time.perf_counter() - started) / steps
 
 
-def measure(num_tasks: int, batch_size: int, rounds: int, steps_per_round: int, mesh) -> list[dict]:
+def device_fields(mesh) -> dict:
+    device = jax.devices()[0]
+    return {
+        "devices": mesh.size,
+        "device_kind": device.device_kind,
+        "platform": device.platform,
+        "host": platform.node(),
+        "jax": jax.__version__,
+    }
+
+
+def measure(
+    num_tasks: int, batch_size: int, rounds: int, steps_per_round: int, mesh, cases: list[Case]
+) -> list[dict]:
     rng = np.random.default_rng(num_tasks)
     batch = shard_batch(_batch(rng, batch_size, num_tasks), mesh)
-    runners = {case: Runner(case, num_tasks, batch, mesh) for case in CASES}
+    runners, skipped = {}, []
+    for case in cases:
+        try:
+            runners[case] = Runner(case, num_tasks, batch, mesh)
+        except ValueError as error:  # e.g. Krum at T < 5
+            skipped.append({"benchmark": "step_time", "method": case.method, "mode": case.mode,
+                            "tasks": num_tasks, "skipped": str(error), **device_fields(mesh)})
     for _ in range(rounds):
         for runner in runners.values():
             runner.times.append(runner.run(steps_per_round))
     medians = {case: statistics.median(r.times) for case, r in runners.items()}
     ew, jac_sum = medians[Case("ew", "full")], medians[Case("jacobian_sum", "full")]
-    device = jax.devices()[0]
-    return [
+    return skipped + [
         {
             "benchmark": "step_time",
             "method": case.method,
@@ -104,11 +147,7 @@ def measure(num_tasks: int, batch_size: int, rounds: int, steps_per_round: int, 
             "tasks": num_tasks,
             "batch": batch_size,
             "model": "mlp " + "-".join(map(str, (INPUT, *HIDDEN))),
-            "devices": mesh.size,
-            "device_kind": device.device_kind,
-            "platform": device.platform,
-            "host": platform.node(),
-            "jax": jax.__version__,
+            **device_fields(mesh),
             "compile_s": round(runner.compile_seconds, 3),
             "median_step_ms": round(1e3 * medians[case], 4),
             "examples_per_s": round(batch_size / medians[case], 1),
@@ -127,11 +166,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--steps-per-round", type=int, default=10)
+    parser.add_argument("--methods", nargs="+", default=["all"], help="registry names, or 'all'")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--cases", nargs="+", default=[], help="method:mode pairs (overrides --methods/--modes)")
     parser.add_argument("--out", help="also append the JSON lines to this file")
     args = parser.parse_args()
     mesh = data_mesh()
+    cases = select_cases(args.methods, args.modes, args.cases)
     for num_tasks in args.tasks:
-        for row in measure(num_tasks, args.batch, args.rounds, args.steps_per_round, mesh):
+        for row in measure(num_tasks, args.batch, args.rounds, args.steps_per_round, mesh, cases):
             line = json.dumps(row)
             print(line, flush=True)
             if args.out:

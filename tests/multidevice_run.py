@@ -18,7 +18,15 @@ import optax  # noqa: E402
 
 from tests.helpers import random_batch, run_steps, small_model  # noqa: E402
 
-CASES = {"ew": ("sum", "full"), "pcgrad": ("pcgrad", "full"), "pcgrad_rep": ("pcgrad", "representation")}
+# name: (aggregator, mode, gradient statistics) — MoCo is Jacobian-level with T×P state; FAMO
+# is a loss-level weighting on the one-backward fast path (statistics off).
+CASES = {
+    "ew": ("sum", "full", True),
+    "pcgrad": ("pcgrad", "full", True),
+    "pcgrad_rep": ("pcgrad", "representation", True),
+    "moco": ("moco", "full", True),
+    "famo_rep": ("famo", "representation", False),
+}
 NUM_TASKS, GLOBAL_BATCH, STEPS = 4, 64, 5
 
 
@@ -27,10 +35,12 @@ def main() -> None:
     rng = np.random.default_rng(1234)
     batches = [random_batch(rng, GLOBAL_BATCH, NUM_TASKS, in_features=32) for _ in range(STEPS)]
     results = {}
-    for name, (aggregator, mode) in CASES.items():
+    for name, (aggregator, mode, stats) in CASES.items():
         model, params = small_model(NUM_TASKS, in_features=32, hidden=(64, 64))
         optimizer = optax.sgd(0.1, momentum=0.9)
-        state, metrics = run_steps(model, params, batches, aggregator, mode, optimizer=optimizer)
+        state, metrics = run_steps(
+            model, params, batches, aggregator, mode, optimizer=optimizer, gradient_stats=stats
+        )
         leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(state.params))[0]
         for path, leaf in leaves:
             results[f"{name}/{jax.tree_util.keystr(path)}"] = leaf

@@ -34,7 +34,7 @@ def one_device(tmp_path_factory) -> dict[str, np.ndarray]:
 def test_parameters_after_five_steps_match_one_device(one_device, tmp_path, num_devices):
     many = train_on(num_devices, tmp_path / f"n{num_devices}.npz")
     assert set(many) == set(one_device)
-    for case in ("ew", "pcgrad", "pcgrad_rep"):
+    for case in ("ew", "pcgrad", "pcgrad_rep", "moco", "famo_rep"):
         names = [k for k in one_device if k.startswith(f"{case}/") and not k.endswith("/loss")]
         assert len(names) >= 6
         for name in names:

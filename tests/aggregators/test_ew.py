@@ -9,6 +9,7 @@ import pytest
 
 from mtl_jax.aggregators import get_aggregator, gramian, weighted_sum
 from mtl_jax.aggregators.base import WeightingInputs
+from mtl_jax.config import ConfigError
 from tests.aggregators.jacobians import random_jacobian
 
 
@@ -52,5 +53,5 @@ def test_ew_update_is_the_sum_or_mean(rng, name, expected, num_tasks):
 
 
 def test_unknown_aggregator_names_the_accepted_values():
-    with pytest.raises(KeyError, match="accepted values: .*pcgrad"):
+    with pytest.raises(ConfigError, match="accepted values: .*pcgrad"):
         get_aggregator("pcgard")

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from mtl_jax.aggregators.base import Aggregator
+from mtl_jax.aggregators.base import Aggregator, initial_state
 
 PyTree = Any
 
@@ -42,6 +42,6 @@ def create_train_state(
         step=jnp.zeros((), jnp.int32),
         params=params,
         opt_state=optimizer.init(params),
-        aggregator_state=aggregator.init(num_tasks),
+        aggregator_state=initial_state(aggregator, num_tasks, params["shared"]),
         key=jax.random.key(seed),
     )

@@ -11,9 +11,16 @@ Per step, on every device of the ``data`` mesh axis (``jax.shard_map``):
    with the combined cotangent Σ_t w_t ∂L_t/∂z (gramian.md, "Representation level");
 4. task-specific parameters get their own plain gradients; one optax update.
 
-Aggregators with uniform weights (EW) skip steps 1–3 unless gradient statistics are asked
-for: one backward pass of the summed loss gives the same update. The Gramian is formed only
-when the aggregator reads it or gradient statistics are asked for.
+Jacobian-level aggregators (``Aggregator.combine``: GradDrop, TrimmedMean, MoCo, …) replace
+steps 2–3: they receive J itself and return the direction.
+
+Unless gradient statistics are asked for, two shortcuts skip steps 1–3:
+- uniform weights (EW): one backward pass of the summed loss gives the same update;
+- loss-level weightings (no Gramian, no Jacobian: RLW, UW, DWA, FAMO, GLS, STCH, …): one
+  forward pass, the weights from the losses, then ONE trunk backward pass with the cotangent
+  Σ_t w_t ∂L_t/∂z (the heads are back-propagated twice, once with w for the trunk and once
+  with 1 for their own plain gradients) — in both modes, at about the cost of EW.
+The Gramian is formed only when the aggregator reads it or gradient statistics are asked for.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, PartitionSpec
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs
+from mtl_jax.aggregators.base import Aggregator, WeightingInputs, needs_jacobian
 from mtl_jax.aggregators.gramian import gramian, weighted_sum
 from mtl_jax.diagnostics.gradient_stats import gradient_statistics
 from mtl_jax.models.multitask import MultiTaskModel
@@ -57,19 +64,49 @@ def _uniform_step(model, aggregator, state, batch, rng):
     return grads, losses, weights, None, state.aggregator_state
 
 
+def _loss_weighted_step(model, aggregator, state, batch, rng, agg_key):
+    """Loss-level weightings: forward, w from the losses, one trunk VJP of Σ_t w_t L_t."""
+    params = state.params
+    z, trunk_vjp = jax.vjp(lambda shared: model.encode(shared, batch, rng), params["shared"])
+
+    def losses_of(tasks: PyTree, features: jax.Array) -> jax.Array:
+        return jacobian.global_task_losses(model, tasks, features, batch, rng, DATA_AXIS)
+
+    losses, heads_vjp = jax.vjp(losses_of, params["tasks"], z)
+    weights, agg_state = _weigh(aggregator, None, losses, agg_key, state)
+    weights = jax.lax.stop_gradient(weights).astype(losses.dtype)
+    task_grads, _ = heads_vjp(jnp.ones_like(losses))
+    _, z_cotangent = heads_vjp(weights)
+    (shared_grads,) = trunk_vjp(z_cotangent)
+    return {"shared": shared_grads, "tasks": task_grads}, losses, weights, None, agg_state
+
+
+def _direction(aggregator, rows, gram, losses, key, state):
+    """(d, w, new aggregator state): ``combine`` on J, or w = weigh(G) and d = Jᵀw."""
+    inputs = WeightingInputs(gramian=gram, losses=losses, key=key, step=state.step)
+    if aggregator.combine is not None:
+        return aggregator.combine(rows, inputs, state.aggregator_state)
+    weights, agg_state = aggregator.weigh(inputs, state.aggregator_state)
+    return weighted_sum(weights, rows), weights, agg_state
+
+
 def _full_step(model, aggregator, state, batch, rng, agg_key, chunk, want_gramian):
     jac = jacobian.full_jacobian(model, state.params, batch, rng, DATA_AXIS, chunk)
     gram = gramian(jac.shared) if want_gramian else None
-    weights, agg_state = _weigh(aggregator, gram, jac.losses, agg_key, state)
-    grads = {"shared": weighted_sum(weights, jac.shared), "tasks": jac.tasks}
+    direction, weights, agg_state = _direction(aggregator, jac.shared, gram, jac.losses, agg_key, state)
+    grads = {"shared": direction, "tasks": jac.tasks}
     return grads, jac.losses, weights, gram, agg_state
 
 
 def _representation_step(model, aggregator, state, batch, rng, agg_key, chunk, want_gramian):
     jac = jacobian.representation_jacobian(model, state.params, batch, rng, DATA_AXIS, chunk)
     gram = jax.lax.psum(gramian(jac.representation), DATA_AXIS) if want_gramian else None
-    weights, agg_state = _weigh(aggregator, gram, jac.losses, agg_key, state)
-    (shared_grads,) = jac.trunk_vjp(weighted_sum(weights, jac.representation))
+    if aggregator.combine is not None:  # element-wise on this device's rows: its own draws
+        agg_key = jax.random.fold_in(agg_key, jax.lax.axis_index(DATA_AXIS))
+    direction, weights, agg_state = _direction(
+        aggregator, jac.representation, gram, jac.losses, agg_key, state
+    )
+    (shared_grads,) = jac.trunk_vjp(direction)
     grads = {"shared": shared_grads, "tasks": jac.tasks}
     return grads, jac.losses, weights, gram, agg_state
 
@@ -90,6 +127,10 @@ def _local_train_step(
     if aggregator.uniform_weight is not None and not gradient_stats:
         grads, losses, weights, gram, agg_state = _uniform_step(
             model, aggregator, state, batch, model_key
+        )
+    elif not needs_jacobian(aggregator) and not gradient_stats:
+        grads, losses, weights, gram, agg_state = _loss_weighted_step(
+            model, aggregator, state, batch, model_key, agg_key
         )
     elif mode == "full":
         grads, losses, weights, gram, agg_state = _full_step(
@@ -152,7 +193,9 @@ def make_train_step(
       optimizer: optax transformation over the whole ``params`` pytree.
       mesh: a mesh with a ``data`` axis (``mtl_jax.training.mesh.data_mesh``).
       mode: ``"full"`` (surgery on the shared parameters' gradients) or ``"representation"``
-        (on the gradients of the shared representation).
+        (on the gradients of the shared representation). Methods whose state is shaped like
+        the gradients (MoCo, ExcessMTL, DB-MTL) support only ``"full"`` and MGDA-UB only
+        ``"representation"`` (``Aggregator.modes``); others raise a ValueError.
       gradient_stats: report gradient norms, cosines and conflicts (forces the Jacobian for
         EW).
       jacobian_chunk: ``None`` back-propagates all T cotangents at once (``vmap``); an
@@ -160,6 +203,11 @@ def make_train_step(
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; accepted values: {', '.join(MODES)}")
+    if mode not in aggregator.modes:
+        raise ValueError(
+            f"aggregator {aggregator.name!r} does not support mode {mode!r}; supported: "
+            f"{', '.join(aggregator.modes)} (see its module docstring for why)"
+        )
     if DATA_AXIS not in mesh.axis_names:
         raise ValueError(f"the mesh needs a {DATA_AXIS!r} axis, got axes {mesh.axis_names}")
 
