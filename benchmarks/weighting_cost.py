@@ -10,8 +10,10 @@ For every registered method, one JSON line:
   their cost is P-sized by construction (listed with ``"jacobian_level": true``).
 
 The EW step (one backward pass of the summed loss, ``benchmarks/step_time.py``'s ``ew`` case)
-is timed in the same process; ``ratio_to_ew_step`` = weighting time / EW step time and
-``within_target`` = ratio ≤ 0.05.
+is timed in the same process; ``weighting_us`` is the loop's time per iteration minus that of
+an empty loop (``empty_iteration_us``: on GPUs each while-loop iteration costs a predicate
+round-trip to the host, which the train step does not pay); ``ratio_to_ew_step`` = weighting
+time / EW step time and ``within_target`` = ratio ≤ 0.05.
 
     python benchmarks/weighting_cost.py [--tasks 8] [--methods pcgrad nashmtl] [--out FILE]
 """
@@ -87,6 +89,22 @@ def looped(aggregator, num_tasks: int, iterations: int, rng: np.random.Generator
     return run, args
 
 
+def empty_loop(num_tasks: int, iterations: int, rng: np.random.Generator):
+    """The same compiled loop with a trivial weighting (w = the scaled losses): its time per
+    iteration is the loop's own overhead (on GPUs a while-loop iteration costs a predicate
+    round-trip to the host), subtracted from every method's time."""
+    losses = jnp.asarray(rng.uniform(0.5, 2.0, num_tasks), jnp.float32)
+
+    def body(i, acc):
+        return acc + jnp.sum(losses * (1.0 + 1e-6 * i.astype(jnp.float32)))
+
+    @jax.jit
+    def run(acc):
+        return jax.lax.fori_loop(0, iterations, body, acc)
+
+    return run, (jnp.zeros((), jnp.float32),)
+
+
 def time_call(fn, args, repeats: int) -> float:
     jax.block_until_ready(fn(*args))  # compile + warm-up
     times = []
@@ -112,6 +130,7 @@ def main() -> None:
         rng = np.random.default_rng(num_tasks)
         ew = Runner(Case("ew", "full"), num_tasks, shard_batch(_batch(rng, args.batch, num_tasks), mesh), mesh)
         ew_step = statistics.median(ew.run(10) for _ in range(args.repeats))
+        overhead = time_call(*empty_loop(num_tasks, args.iterations, rng), args.repeats) / args.iterations
         for name in names:
             row = {"benchmark": "weighting_cost", "method": name, "tasks": num_tasks,
                    "model": "mlp " + "-".join(map(str, (INPUT, *HIDDEN))), **device_fields(mesh)}
@@ -122,10 +141,13 @@ def main() -> None:
             except ValueError as error:  # e.g. Krum at T < 5
                 row["skipped"] = str(error)
             else:
-                ratio = seconds / ew_step
+                net = max(seconds - overhead, 0.0)
+                ratio = net / ew_step
                 row.update({
                     "jacobian_level": aggregator.combine is not None,
-                    "weighting_us": round(1e6 * seconds, 2),
+                    "weighting_us": round(1e6 * net, 2),
+                    "loop_iteration_us": round(1e6 * seconds, 2),
+                    "empty_iteration_us": round(1e6 * overhead, 2),
                     "ew_step_ms": round(1e3 * ew_step, 4),
                     "ratio_to_ew_step": round(ratio, 4),
                     "within_target": ratio <= TARGET,
