@@ -1,11 +1,17 @@
-"""MultiMNIST (left and right digit), MLP trunk 784→512→512→512, PCGrad on the shared trunk."""
+"""MultiMNIST (left and right digit), MLP trunk 784→512→512→512, PCGrad on the shared trunk.
+
+Every key the trainer accepts is listed in ``mtl_jax.training.run_config`` (REQUIRED and
+DEFAULTS); keys left out here take their defaults, and the resolved config is saved as
+``config.json`` in the run directory.
+"""
 
 
 def get_config() -> dict:
     return {
         "dataset": "multi_mnist",
         "dataset_options": {"num_train": 10_000, "num_test": 2_000},
-        "model": {"hidden": [512, 512, 512]},
+        "tasks": ["left", "right"],
+        "model": {"trunk": "mlp", "hidden": 512, "num_layers": 3},
         "aggregator": "pcgrad",
         "mode": "full",
         "optimizer": {"name": "adam", "learning_rate": 1e-3},
@@ -14,4 +20,8 @@ def get_config() -> dict:
         "steps": 400,
         "seed": 0,
         "log_every": 20,
+        "eval_every": 200,
+        "best_metric": "mean/accuracy",
+        "checkpoint": {"every": 100, "keep": 2},
+        "nonfinite": "skip",
     }

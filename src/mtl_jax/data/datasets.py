@@ -197,11 +197,16 @@ def open_dataset(name: str, data_dir: str | Path | None = None, **options: Any) 
     """Prepare (once) and open a dataset by name; see the module docstring for its tasks."""
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; fix: use one of {sorted(DATASETS)}")
-    accepted = set(config_fields(BUILDERS[name])) | (set(TEXT_OPTIONS) if name in TEXT_LAYOUTS else set())
+    accepted = set(accepted_options(name))
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise DataError(f"{name}: unknown options {unknown}; fix: use only {sorted(accepted)}")
     return DATASETS[name].open(data_dir, **options)
+
+
+def accepted_options(name: str) -> list[str]:
+    """The options ``open_dataset(name, ...)`` accepts: builder config fields, text options."""
+    return sorted(set(config_fields(BUILDERS[name])) | (set(TEXT_OPTIONS) if name in TEXT_LAYOUTS else set()))
 
 
 def config_fields(builder_cls: type) -> list[str]:

@@ -25,10 +25,11 @@ class MLPTrunk(nnx.Module):
         input_key: str,
         rngs: nnx.Rngs,
         dropout: float = 0.0,
+        dtype: jnp.dtype | None = None,
     ):
         sizes = [in_features, *hidden]
         self.layers = nnx.List(
-            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])]
+            [nnx.Linear(a, b, dtype=dtype, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])]
         )
         self.dropout = nnx.Dropout(dropout)
         self.input_key = input_key

@@ -23,7 +23,7 @@ PyTree = Any
 def global_task_losses(
     model: MultiTaskModel,
     task_params: PyTree,
-    z: jax.Array,
+    z: PyTree,
     batch: Batch,
     rng: jax.Array | None,
     axis_name: str,
@@ -82,21 +82,21 @@ def full_jacobian(
     return FullJacobian(losses, jac_shared, _gradient_of_sum(vjp_fn, losses)[1])
 
 
-def _feature_gradients_task_by_task(losses_of_features, z: jax.Array, num_tasks: int) -> jax.Array:
-    """(T, *z.shape): ∂L_t/∂z, one small backward per task through that task's head only.
+def _feature_gradients_task_by_task(losses_of_features, z: PyTree, num_tasks: int) -> PyTree:
+    """∂L_t/∂z stacked on a leading task axis of every leaf of z (a pytree of arrays), one
+    small backward per task through that task's head only.
 
     Unrolled over tasks rather than a batched VJP: XLA then drops the other heads from each
     task's backward, where a vmap over one-hot cotangents would run every head T times
     (measured 3× slower at T=8 on the CPU, benchmarks/step_time.py).
     """
-    return jnp.stack(
-        [jax.grad(lambda f, t=t: losses_of_features(f)[t])(z) for t in range(num_tasks)]
-    )
+    rows = [jax.grad(lambda f, t=t: losses_of_features(f)[t])(z) for t in range(num_tasks)]
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *rows)
 
 
 class RepresentationJacobian(NamedTuple):
     losses: jax.Array  # (T,)
-    representation: jax.Array  # (T, *z.shape): row t = ∂L_t/∂z on the local examples
+    representation: PyTree  # z's structure, leaves (T, *leaf.shape): row t = ∂L_t/∂z locally
     trunk_vjp: Any  # cotangent of z -> (gradient of the shared params,)
     tasks: PyTree
 
@@ -112,7 +112,7 @@ def representation_jacobian(
     """T gradients with respect to the shared representation z (heads only, T times)."""
     z, trunk_vjp = jax.vjp(lambda shared: model.encode(shared, batch, rng), params["shared"])
 
-    def losses_of(tasks: PyTree, features: jax.Array) -> jax.Array:
+    def losses_of(tasks: PyTree, features: PyTree) -> jax.Array:
         return global_task_losses(model, tasks, features, batch, rng, axis_name)
 
     losses, heads_vjp = jax.vjp(losses_of, params["tasks"], z)

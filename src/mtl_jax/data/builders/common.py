@@ -17,8 +17,11 @@ prepare into another ``data_dir``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
+import io
+import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
@@ -302,9 +305,25 @@ def prepare(
     """The builder, prepared once (reused afterwards) and checked to be this code's format."""
     builder = make_builder(builder_cls, data_dir, **config_fields)
     if not builder.is_prepared():
-        builder.download_and_prepare()
+        with quiet_tfds():
+            builder.download_and_prepare()
     check_format(builder)
     return builder
+
+
+@contextlib.contextmanager
+def quiet_tfds() -> Iterator[None]:
+    """No TFDS progress bars or "downloaded and prepared" lines on the terminal: preparation
+    takes seconds, and the trainer's stderr must stay one clear line per error."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    tfds.disable_progress_bar()
+    logger.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def load_split(

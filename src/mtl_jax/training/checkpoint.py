@@ -1,0 +1,149 @@
+"""Orbax checkpoints of the whole train state plus the data iterator's position.
+
+Layout: ``<run dir>/checkpoints/<step>/{state,extra}``. ``state`` holds every array leaf of
+the :class:`~mtl_jax.training.state.TrainState` (parameters, optimiser and aggregator state,
+step, PRNG key data) under a flat dotted path name; ``extra`` is JSON (the data iterator's
+state, best-so-far, counters). Leaves are stored by name and put back into the structure of
+a freshly built state, so integer dict keys (``nnx.List`` layers), optax named tuples and
+typed PRNG keys survive the round trip exactly.
+
+Saves are asynchronous (host copies are taken first, so the donated device buffers may be
+reused at once); the manager keeps the last ``keep`` checkpoints plus the best one by the
+validation score passed to :meth:`Checkpointer.save` (larger is better).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy as policies
+
+from mtl_jax.training.state import TrainState
+
+PyTree = Any
+SCORE = "score"
+
+logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def _path_name(path) -> str:
+    parts = []
+    for entry in path:
+        for attribute in ("key", "name", "idx"):
+            if hasattr(entry, attribute):
+                parts.append(str(getattr(entry, attribute)))
+                break
+        else:
+            parts.append(str(entry))
+    return ".".join(parts)
+
+
+def _is_key(leaf: Any) -> bool:
+    return isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def flatten_state(state: TrainState) -> dict[str, np.ndarray]:
+    """{dotted path: host array} of every leaf; PRNG keys as their raw key data."""
+    flat = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        leaf = jax.random.key_data(leaf) if _is_key(leaf) else leaf
+        flat[_path_name(path)] = np.array(jax.device_get(leaf))
+    return flat
+
+
+def unflatten_state(flat: dict[str, np.ndarray], like: TrainState) -> TrainState:
+    """Put ``flat`` leaves back into the structure (and key types) of ``like``."""
+    leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(like)
+    names = [_path_name(path) for path, _ in leaves_with_paths]
+    missing = sorted(set(names) - set(flat))
+    if missing:
+        raise ValueError(f"the checkpoint lacks {len(missing)} arrays of this model, e.g. {missing[:3]}")
+    leaves = []
+    for name, (_, template) in zip(names, leaves_with_paths):
+        value = flat[name]
+        if _is_key(template):
+            value = jax.random.wrap_key_data(value, impl=jax.random.key_impl(template))
+        elif np.shape(value) != np.shape(template):
+            raise ValueError(f"checkpoint array {name!r} has shape {np.shape(value)}, the model expects {np.shape(template)}")
+        leaves.append(value)
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+class CorruptCheckpointWarning(UserWarning):
+    """The latest checkpoint could not be read; an earlier one was restored."""
+
+
+class Checkpointer:
+    """Save and restore (train state, JSON extra) in ``directory``."""
+
+    def __init__(self, directory: str | os.PathLike, *, keep: int = 3, every: int = 0, asynchronous: bool = True):
+        self.directory = Path(directory).absolute()
+        policy = policies.AnyPreservationPolicy([
+            policies.LatestN(n=keep),
+            policies.BestN(get_metric_fn=lambda metrics: metrics[SCORE], reverse=False, n=1,
+                           keep_checkpoints_without_metrics=False),
+        ])
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=policy,
+            enable_async_checkpointing=asynchronous,
+            create=True,
+            cleanup_tmp_directories=True,
+        )
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "extra"))
+        self.every = every
+
+    def steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def save(self, step: int, state: TrainState, extra: dict, score: float | None = None) -> None:
+        """Start an asynchronous save of ``state`` and ``extra`` at ``step`` (any earlier save
+        is finished first). ``score``: the validation score, larger is better."""
+        flat = flatten_state(state)
+        args = ocp.args.Composite(state=ocp.args.StandardSave(flat), extra=ocp.args.JsonSave(extra))
+        metrics = None if score is None else {SCORE: float(score)}
+        self.manager.save(step, args=args, metrics=metrics, force=True)
+
+    def restore(self, step: int, like: TrainState) -> tuple[TrainState, dict]:
+        """The state and extra saved at ``step``, in the structure of ``like``."""
+        target = {name: np.zeros(leaf.shape, leaf.dtype) for name, leaf in flatten_state(like).items()}
+        restored = self.manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), extra=ocp.args.JsonRestore())
+        )
+        return unflatten_state(dict(restored["state"]), like), dict(restored["extra"])
+
+    def restore_arrays(self, step: int) -> tuple[dict[str, np.ndarray], dict]:
+        """The saved {dotted path: array} and extra at ``step``, without a model at hand."""
+        restored = self.manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), extra=ocp.args.JsonRestore())
+        )
+        return {name: np.asarray(value) for name, value in restored["state"].items()}, dict(restored["extra"])
+
+    def restore_latest(self, like: TrainState) -> tuple[int, TrainState, dict] | None:
+        """The newest readable checkpoint; a corrupt newer one is reported and skipped."""
+        for step in reversed(self.steps()):
+            try:
+                state, extra = self.restore(step, like)
+            except Exception as error:  # any unreadable file means: try the previous one
+                warnings.warn(
+                    f"checkpoint at step {step} in {self.directory} is unreadable ({type(error).__name__}:"
+                    f" {str(error).splitlines()[0][:200] if str(error) else ''}); trying the previous one",
+                    CorruptCheckpointWarning,
+                    stacklevel=2,
+                )
+                continue
+            return step, state, extra
+        return None
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
