@@ -8,15 +8,10 @@ first 12,000 molecules (the loader's cost per example does not depend on the spl
 Loading: ``OpenDataset.train_batches`` decodes and collates the train split once
 (``precollate_s``, :mod:`mtl_jax.data.columns`); a batch is then one indexing per array.
 
-Train step (``mtl_jax.training.step``, PCGrad, full mode, gradient statistics off):
-
-* ``multi_mnist`` / ``multi_fashion``: MLP trunk 784→512→512→512 (``models/mlp.py``), two
-  10-class heads, global batch 256;
-* ``dante_tweets``: an inline embedding (128) + masked mean-pooling + dense (128) trunk and
-  the 8 emotion heads (sentence-level tasks only: the repository has no tagging head yet),
-  global batch 64;
-* ``turkish_ud``, ``qm9``, ``yeast``: loader only (no trunk for their tasks yet); the
-  ``step_examples_per_s`` field is null.
+Train step (``mtl_jax.training.step``, PCGrad, full mode, gradient statistics off) on every
+task of the dataset, with the model of the dataset's experiment config (``MODELS``, built by
+``mtl_jax.models.factory``): MLP 784→512×3 (MultiMNIST), LeNet (MultiFashion), BiGRU
+(DANTEStocks), BiLSTM (Turkish UD), the message-passing network (QM9), MLP + MMoE (Yeast).
 
     python benchmarks/loader.py [--data-dir DIR] [--out benchmarks/results/loader_cpu.jsonl]
 """
@@ -31,16 +26,23 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
 
 from mtl_jax.aggregators import get_aggregator
 from mtl_jax.data.datasets import open_dataset
-from mtl_jax.models import MLPTrunk, build_model, classification_task
+from mtl_jax.models.factory import build_from_config
 from mtl_jax.training import create_train_state, data_mesh, make_train_step, replicate, shard_batch
 
+MODELS: dict[str, dict[str, Any]] = {  # the trunks of the experiments/ configs
+    "multi_mnist": {"trunk": "mlp", "hidden": 512, "num_layers": 3},
+    "multi_fashion": {"trunk": "lenet"},
+    "dante_tweets": {"trunk": "bigru", "embed_dim": 64, "hidden": 64},
+    "turkish_ud": {"trunk": "bilstm", "embed_dim": 128, "hidden": 128},
+    "qm9": {"trunk": "mpnn", "hidden": 128, "num_layers": 3},
+    "yeast": {"trunk": "mlp", "hidden": 128, "num_layers": 2, "architecture": "mmoe", "num_experts": 4},
+}
 CASES: dict[str, dict[str, Any]] = {
     "multi_mnist": {"options": {}, "batch": 256, "data": "full (10,000 train pairs)"},
     "multi_fashion": {"options": {"num_train": 10_000, "num_test": 2_000}, "batch": 256, "data": "slice: 10,000 train pairs"},
@@ -49,20 +51,6 @@ CASES: dict[str, dict[str, Any]] = {
     "qm9": {"options": {"limit": 12_000, "num_test": 1_000, "num_validation": 1_000}, "batch": 256, "data": "slice: first 12,000 molecules"},
     "yeast": {"options": {}, "batch": 256, "data": "full"},
 }
-
-
-class EmbedPoolTrunk(nnx.Module):
-    """Token embeddings, mean over ``tokens_mask``, one dense ReLU layer."""
-
-    def __init__(self, vocab_size: int, width: int, *, rngs: nnx.Rngs):
-        self.embed = nnx.Embed(vocab_size, width, rngs=rngs)
-        self.dense = nnx.Linear(width, width, rngs=rngs)
-        self.features = width
-
-    def __call__(self, batch, *, rngs: nnx.Rngs | None = None) -> jax.Array:
-        mask = batch["tokens_mask"].astype(jnp.float32)[..., None]
-        pooled = (self.embed(batch["tokens"]) * mask).sum(1) / jnp.maximum(mask.sum(1), 1.0)
-        return nnx.relu(self.dense(pooled))
 
 
 def loader_rate(opened, batch_size: int, batches: int) -> float:
@@ -77,30 +65,20 @@ def loader_rate(opened, batch_size: int, batches: int) -> float:
 
 
 def model_for(name: str, opened):
-    rngs = nnx.Rngs(0)
-    if name in ("multi_mnist", "multi_fashion"):
-        trunk = MLPTrunk(784, (512, 512, 512), input_key="image", rngs=rngs)
-        return build_model(trunk, 512, [classification_task(t, 10) for t in ("left", "right")], rngs)
-    if name == "dante_tweets":
-        trunk = EmbedPoolTrunk(opened.spec.input.vocab_size, 128, rngs=rngs)
-        tasks = [classification_task(t.name, 2) for t in opened.spec.tasks if t.kind == "classification"]
-        return build_model(trunk, 128, tasks, rngs)
-    return None
+    """The model of the dataset's experiment config (``experiments/``), built by the factory."""
+    config = MODELS[name]
+    tasks = [task.name for task in opened.spec.tasks]
+    return build_from_config(config, opened.spec, tasks, nnx.Rngs(0))
 
 
-def step_rate(name: str, opened, batch_size: int, steps: int) -> float | None:
+def step_rate(name: str, opened, batch_size: int, steps: int) -> float:
     """Examples/s of the compiled PCGrad step on batches of the loader (placed beforehand)."""
-    built = model_for(name, opened)
-    if built is None:
-        return None
-    model, params = built
-    keys = {t.name for t in model.tasks} | {f"{t.name}_mask" for t in model.tasks}
-    keep = lambda b: {k: v for k, v in b.items() if k in keys or k in ("image", "tokens", "tokens_mask")}  # noqa: E731
+    model, params = model_for(name, opened)
     mesh, optimizer, aggregator = data_mesh(), optax.sgd(0.01), get_aggregator("pcgrad")
     state = replicate(create_train_state(params, optimizer, aggregator, len(model.tasks), 0), mesh)
     step = make_train_step(model, aggregator, optimizer, mesh, gradient_stats=False)
     iterator = opened.train_batches(batch_size, 0, process_index=0, process_count=1)
-    batches = [shard_batch(keep(next(iterator)), mesh) for _ in range(steps)]
+    batches = [shard_batch(next(iterator), mesh) for _ in range(steps)]
     for batch in batches:  # warm-up pass: compiles every bucket shape once
         state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
@@ -133,9 +111,8 @@ def main() -> None:
                 "benchmark": "loader", "dataset": name, "data": case["data"], "batch": case["batch"],
                 "train_examples": len(opened.splits["train"]), "precollate_s": round(precollate, 2),
                 "loader_examples_per_s": round(loader, 1),
-                "step_examples_per_s": None if step is None else round(step, 1),
-                "ratio_loader_to_step": None if step is None else round(loader / step, 2),
-                "step": None if step is None else "pcgrad full, gradient_stats off",
+                "step_examples_per_s": round(step, 1), "ratio_loader_to_step": round(loader / step, 2),
+                "step": "pcgrad full, gradient_stats off", "model": MODELS[name],
                 "device_kind": device.device_kind, "platform": device.platform, "devices": jax.device_count(),
                 "host": platform.node(), "jax": jax.__version__,
             }  # fmt: skip

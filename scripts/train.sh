@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/mtl-jax train --config experiments/multi_mnist_pcgrad.py "$@"
+exec .venv/bin/mtl-jax train --config experiments/dante_pos_emotions_pcgrad.py "$@"

@@ -42,7 +42,12 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+NAME_OR_NAMES = ("dataset",)  # keys taking one name or a list of names
+
+
 def _check_type(key: str, old: Any, new: Any) -> Any:
+    if key in NAME_OR_NAMES and isinstance(new, (str, list)):
+        return new  # the trainer checks the names
     if isinstance(old, bool) or isinstance(new, bool):
         if type(old) is not type(new):
             raise ConfigError(f"--set {key}: expected True or False, got {new!r}")

@@ -19,6 +19,7 @@ from mtl_jax.data.errors import DataError
 from mtl_jax.training.mesh import BatchShapeError
 
 EXAMPLES = """examples:
+  mtl-jax train --config experiments/dante_pos_emotions_pcgrad.py   # the default NLP experiment
   mtl-jax train --config experiments/multi_mnist_pcgrad.py
   mtl-jax train --config experiments/multi_mnist_pcgrad.py --set aggregator=sum --set steps=200
   mtl-jax train --config experiments/multi_mnist_pcgrad.py --workdir runs/mm --json > log.jsonl
@@ -120,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "methods":
+            width = max(map(len, REGISTRY))
             for name, (_, description) in sorted(REGISTRY.items()):
-                print(f"{name:12s} {description}")
+                print(f"{name:{width}s}  {description}")
             return 0
         if args.command == "eval":
             return _eval(args)

@@ -19,6 +19,7 @@ from mtl_jax.config import ConfigError
 from mtl_jax.data import pipeline
 from mtl_jax.data.datasets import DATASETS, accepted_options, open_dataset
 from mtl_jax.data.errors import DataError
+from mtl_jax.data.mix import MixedDataset, mix
 from mtl_jax.data.opened import OpenDataset
 from mtl_jax.data.spec import DatasetSpec, TaskSpec
 
@@ -63,26 +64,32 @@ def with_validation_split(opened: OpenDataset, fraction: float) -> OpenDataset:
 
 @dataclasses.dataclass(frozen=True)
 class TrainingData:
-    """An opened dataset, as the training loop reads it."""
+    """An opened dataset, or several mixed (:func:`mtl_jax.data.mix.mix`), as the loop reads it."""
 
-    opened: OpenDataset
+    opened: OpenDataset | MixedDataset
 
     @property
     def spec(self) -> DatasetSpec:
         return self.opened.spec
 
     @property
-    def splits(self) -> Mapping[str, Sequence[Any]]:
-        return self.opened.splits
+    def splits(self) -> Mapping[str, Any]:
+        """Split name -> source (mixed: the tuple of every dataset's source)."""
+        if isinstance(self.opened, OpenDataset):
+            return self.opened.splits
+        names = set.intersection(*(set(d.splits) for d in self.opened.datasets))
+        return {name: tuple(d.splits[name] for d in self.opened.datasets) for name in sorted(names)}
 
-    def train_batches(self, split: str, global_batch_size: int, seed: int) -> pipeline.BatchIterator:
+    def train_batches(self, split: str, global_batch_size: int, seed: int):
         """Endless shuffled batches of ``split`` (this process's slice), resumable."""
         return self.opened.train_batches(global_batch_size, seed, split)
 
     def eval_batches(self, split: str, batch_size: int, label_keys: Sequence[str]) -> Iterator[dict]:
         """Every example of ``split`` once, padding masked (``label_keys``: every task's)."""
         del label_keys  # the opened dataset masks the padding of every task it has
-        return self.opened.eval_batches(split, batch_size)
+        if isinstance(self.opened, OpenDataset):
+            return self.opened.eval_batches(split, batch_size)
+        return (batch for _, batch in self.opened.eval_batches(split, batch_size))
 
 
 def dataset_names() -> list[str]:
@@ -90,20 +97,32 @@ def dataset_names() -> list[str]:
     return sorted(DATASETS)
 
 
-def open_data(config: Mapping[str, Any]) -> TrainingData:
-    """The dataset named by ``config["dataset"]`` with ``config["dataset_options"]``."""
-    name, options = config["dataset"], dict(config["dataset_options"])
+def open_one(name: str, options: Mapping[str, Any], key: str) -> OpenDataset:
+    """Dataset ``name`` with ``options`` (config key ``key``), with a validation split."""
+    options = dict(options)
     fraction = options.pop("validation_fraction", VALIDATION_FRACTION)
     accepted = [*accepted_options(name), "validation_fraction"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise ConfigError(
-            f"config key 'dataset_options' for {name}: unknown options {unknown}; accepted: {', '.join(sorted(accepted))}"
-        )
+        raise ConfigError(f"config key {key!r} for {name}: unknown options {unknown}; accepted: {', '.join(sorted(accepted))}")
     opened = open_dataset(name, **options)
     if "validation" not in opened.splits:
         opened = with_validation_split(opened, fraction)
-    return TrainingData(opened)
+    return opened
+
+
+def open_data(config: Mapping[str, Any]) -> TrainingData:
+    """``config["dataset"]`` with ``config["dataset_options"]``; a list of names is mixed by
+    ``config["mixing"]`` (options then per dataset: ``dataset_options: {name: {...}}``)."""
+    names, options = config["dataset"], config["dataset_options"]
+    if isinstance(names, str):
+        return TrainingData(open_one(names, options, "dataset_options"))
+    opened = [open_one(name, options.get(name, {}), f"dataset_options.{name}") for name in names]
+    mixing = config["mixing"]
+    try:
+        return TrainingData(mix(opened, mixing["strategy"], mixing["temperature"]))
+    except DataError as error:
+        raise ConfigError(f"config key 'dataset' {names}: {error}") from error
 
 
 def check_labels_fit(batch: Mapping[str, np.ndarray], tasks: Iterable[TaskSpec]) -> None:

@@ -15,13 +15,15 @@ from typing import Any, Iterable, Mapping
 
 from mtl_jax.config import ConfigError
 from mtl_jax.data.spec import DatasetSpec
+from mtl_jax.data.mix import STRATEGIES
 from mtl_jax.evaluation.task_metrics import METRICS_BY_KIND
 from mtl_jax.models.factory import DEFAULTS as MODEL_DEFAULTS
 from mtl_jax.training.model_source import check_model_config
 
 REQUIRED = ("dataset", "model", "aggregator", "optimizer", "batch_size", "steps")
 DEFAULTS: dict[str, Any] = {
-    "dataset_options": {},
+    "dataset_options": {},  # mixed datasets: {name: {...}} per dataset
+    "mixing": {"strategy": "proportional", "temperature": 1.0},  # when "dataset" lists several
     "tasks": [],  # empty: every task of the dataset
     "aggregator_options": {},
     "mode": "full",
@@ -96,7 +98,7 @@ def _check_types(config: Mapping[str, Any]) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             kind = "a positive integer" if low else "a non-negative integer"
             raise ConfigError(f"config key {key!r} must be {kind}, got {value!r}")
-    for key in ("dataset_options", "aggregator_options", "optimizer", "model", "baselines", "checkpoint"):
+    for key in ("dataset_options", "mixing", "aggregator_options", "optimizer", "model", "baselines", "checkpoint"):
         if not isinstance(config[key], dict):
             raise ConfigError(f"config key {key!r} must be a dict, got {type(config[key]).__name__} {config[key]!r}")
     if not isinstance(config["tasks"], list) or not all(isinstance(t, str) for t in config["tasks"]):
@@ -106,6 +108,31 @@ def _check_types(config: Mapping[str, Any]) -> None:
     for key in ("eval_split", "test_split", "best_metric"):
         if not isinstance(config[key], str):
             raise ConfigError(f"config key {key!r} must be a string, got {config[key]!r}")
+
+
+def _check_datasets(config: Mapping[str, Any], datasets: Iterable[str]) -> None:
+    """``dataset`` is one name, or a list of distinct names mixed by ``mixing``."""
+    names = config["dataset"]
+    if isinstance(names, str):
+        one_of("dataset", names, datasets)
+        return
+    if not isinstance(names, list) or len(names) < 2 or len(set(names)) != len(names):
+        raise ConfigError(f"config key 'dataset' must be a name or a list of 2+ distinct names, got {names!r}")
+    for name in names:
+        one_of("dataset", name, datasets)
+    unknown = sorted(set(config["dataset_options"]) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"config key 'dataset_options' names {unknown}, not among the mixed datasets;"
+            f" with several datasets it maps each of {names} to its options"
+        )
+    mixing = config["mixing"]
+    if set(mixing) != {"strategy", "temperature"}:
+        raise ConfigError(f"config key 'mixing' must have exactly the keys strategy, temperature; got {sorted(mixing)}")
+    one_of("mixing.strategy", mixing["strategy"], STRATEGIES)
+    temperature = mixing["temperature"]
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
+        raise ConfigError(f"config key 'mixing.temperature' must be a positive number, got {temperature!r}")
 
 
 def check_config(
@@ -120,7 +147,7 @@ def check_config(
     """Raise ConfigError for the first problem of a resolved ``config``."""
     _check_keys(config)
     _check_types(config)
-    one_of("dataset", config["dataset"], datasets)
+    _check_datasets(config, datasets)
     check_model_config(config["model"])
     one_of("aggregator", config["aggregator"], aggregators)
     one_of("optimizer.name", config["optimizer"].get("name"), optimizers)
