@@ -38,6 +38,14 @@ def slice_of(dataset: str | list[str]) -> dict:
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
 def test_experiment_trains_and_evaluates_on_a_slice(tmp_path: Path, path: Path, capsys) -> None:
     dataset = dataset_of(path)
+    if "multi_fashion" in ([dataset] if isinstance(dataset, str) else dataset):
+        from mtl_jax.data.builders import multi_fashion  # noqa: PLC0415
+        from mtl_jax.data.errors import DataError  # noqa: PLC0415
+
+        try:
+            multi_fashion.source_dir()
+        except DataError as error:
+            pytest.skip(f"Debian's dataset-fashion-mnist is not installed: {error}")
     sets = {
         "dataset_options": slice_of(dataset),
         "steps": 2, "batch_size": 16, "eval_batch_size": 32, "log_every": 1, "eval_every": 0,
