@@ -111,6 +111,15 @@ class Runner:
         return (time.perf_counter() - started) / steps
 
 
+def emit(row: dict, out_path: str | None) -> None:
+    """Print ``row`` as a JSON line and append it to ``out_path`` when given."""
+    line = json.dumps(row)
+    print(line, flush=True)
+    if out_path:
+        with open(out_path, "a", encoding="utf-8") as out:
+            out.write(line + "\n")
+
+
 def device_fields(mesh) -> dict:
     device = jax.devices()[0]
     return {

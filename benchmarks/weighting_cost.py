@@ -21,7 +21,6 @@ time / EW step time and ``within_target`` = ratio ≤ 0.05.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
@@ -33,7 +32,7 @@ from mtl_jax.aggregators import REGISTRY, get_aggregator
 from mtl_jax.aggregators.base import WeightingInputs, initial_state
 from mtl_jax.training import data_mesh, shard_batch
 
-from step_time import HIDDEN, INPUT, Case, Runner, _batch, device_fields  # benchmarks/ is on sys.path
+from step_time import HIDDEN, INPUT, Case, Runner, _batch, device_fields, emit  # benchmarks/ is on sys.path
 
 TARGET = 0.05
 
@@ -152,11 +151,7 @@ def main() -> None:
                     "ratio_to_ew_step": round(ratio, 4),
                     "within_target": ratio <= TARGET,
                 })
-            line = json.dumps(row)
-            print(line, flush=True)
-            if args.out:
-                with open(args.out, "a") as out:
-                    out.write(line + "\n")
+            emit(row, args.out)
 
 
 if __name__ == "__main__":
