@@ -7,7 +7,9 @@ one JSON line per run: the test metrics at the end of training, the
 train time, and for multi-task runs Δm% (``mtl_jax.evaluation.delta_m``) over accuracy and
 macro-F1 of every task against the single-task runs.
 
-    python benchmarks/quality.py [--methods sum pcgrad upgrad] [--seeds 0] [--out FILE]
+    python benchmarks/quality.py [--methods sum pcgrad upgrad] [--seeds 0] [--workdir DIR] [--out FILE]
+
+Runs already finished in ``--workdir`` are skipped, so an interrupted sweep continues.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ from mtl_jax.training.loop import train
 CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "dante_pos_emotions_pcgrad.py"
 
 
-def run(config: dict, workdir: Path) -> tuple[dict, float]:
+def run(config: dict, workdir: Path) -> tuple[dict, float] | None:
+    """Train in ``workdir``; None when a finished run is already there (nothing to record)."""
+    if (workdir / "results.json").exists():
+        return None
     started = time.perf_counter()
     results = train(config, workdir=workdir, progress=False)
     return results, time.perf_counter() - started
@@ -57,14 +62,20 @@ def main() -> None:
         for task in tasks:
             config = {**base, "seed": seed, "tasks": [task], "aggregator": "sum", "best_metric": f"{task}/macro_f1"}
             workdir = root / f"single-{task}-{seed}"
-            results, seconds = run(config, workdir)
+            done = run(config, workdir)
             baselines[task] = str(workdir)
+            if done is None:
+                continue
+            results, seconds = done
             record({"benchmark": "quality", "dataset": "dante_tweets", "run": f"single:{task}", "seed": seed,
                     "steps": config["steps"], "seconds": round(seconds, 1), "test": results["test"]})
         for method in args.methods:
             for mode in args.modes:
                 config = {**base, "seed": seed, "aggregator": method, "mode": mode, "baselines": baselines}
-                results, seconds = run(config, root / f"{method}-{mode}-{seed}")
+                done = run(config, root / f"{method}-{mode}-{seed}")
+                if done is None:
+                    continue
+                results, seconds = done
                 record({"benchmark": "quality", "dataset": "dante_tweets", "run": f"{method}:{mode}", "seed": seed,
                         "steps": config["steps"], "seconds": round(seconds, 1), "test": results["test"],
                         "delta_m": results.get("delta_m")})
