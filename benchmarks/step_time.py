@@ -61,7 +61,9 @@ def _aggregator(method: str, num_tasks: int = 2):
     if method == "ew":
         return get_aggregator("sum")
     if method == "jacobian_sum":  # the sum, but forced through the per-task Jacobian
-        return get_aggregator("sum")._replace(name="jacobian_sum", uniform_weight=None)
+        # needs_gramian=True keeps the step off its one-backward paths (the weights do not
+        # read the Gramian, so XLA drops it): J is formed, then summed.
+        return get_aggregator("sum")._replace(name="jacobian_sum", uniform_weight=None, needs_gramian=True)
     if method == "constant":
         return get_aggregator("constant", weights=[float(t + 1) for t in range(num_tasks)])
     return get_aggregator(method)

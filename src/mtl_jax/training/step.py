@@ -148,7 +148,7 @@ def _local_train_step(
         aggregator_state=agg_state,
     )
     metrics = {"loss": losses, "weights": weights}
-    if gram is not None:
+    if gradient_stats:  # only when asked: an unused Gramian is then dropped by XLA
         metrics.update(gradient_statistics(gram))
     return new_state, metrics
 
