@@ -118,6 +118,7 @@ def main() -> None:
             }  # fmt: skip
             print(json.dumps(record), flush=True)
             out.write(json.dumps(record) + "\n")
+            out.flush()
 
 
 if __name__ == "__main__":
