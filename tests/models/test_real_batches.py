@@ -3,7 +3,6 @@ the packaged datasets) and lowers every task's loss."""
 
 from __future__ import annotations
 
-import numpy as np
 import optax
 import pytest
 from flax import nnx
@@ -12,6 +11,7 @@ from mtl_jax.data.datasets import open_dataset
 from mtl_jax.models.factory import build_from_config
 from tests.helpers import run_steps
 from tests.models.fixtures import ARCHITECTURES
+from tests.models.test_training import assert_every_loss_drops
 
 STEPS = 15
 SLICES = {
@@ -27,12 +27,6 @@ TEXT_TASKS = ["upos", "joy", "trust"]  # a token-level task and two sentence-lev
 def real_batch(name: str, size: int = 32) -> tuple:
     opened = open_dataset(name, **SLICES[name])
     return opened.spec, next(opened.train_batches(size, 0, process_index=0, process_count=1))
-
-
-def assert_every_loss_drops(metrics: list[dict]) -> None:
-    first, last = np.asarray(metrics[0]["loss"]), np.asarray(metrics[-1]["loss"])
-    assert np.all(np.isfinite(last))
-    assert np.all(last < first), f"losses went {first} -> {last}"
 
 
 @pytest.mark.slow
