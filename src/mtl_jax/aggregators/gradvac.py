@@ -1,6 +1,7 @@
 """GradVac — "Gradient Vaccine: Investigating and Improving Multi-task Optimization in Massively
 Multilingual Models", Wang et al., ICLR 2021, Sec. 3.3 and Algorithm 1. Hyper-parameter: the
-EMA decay β (paper default β = 1e-2); targets start at φ̂ = 0.
+EMA decay β (paper default β = 1e-2, also that of other public ports; LibMTL defaults to
+0.5, pass ``beta=0.5`` through ``aggregator_options`` to match it); targets start at φ̂ = 0.
 
 For every task i, start from g_i' = g_i and visit the other tasks j in a random order. With
 φ_ij = cos(g_i', g_j) and the target similarity φ̂_ij, if φ_ij < φ̂_ij move g_i' towards g_j
