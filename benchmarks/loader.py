@@ -26,7 +26,6 @@ import time
 from typing import Any
 
 import jax
-import numpy as np
 import optax
 from flax import nnx
 

@@ -8,7 +8,6 @@ import pytest
 
 from mtl_jax.aggregators.nashmtl import nash_mtl
 from tests.aggregators.references import (
-    CASE_IDS,
     CASES,
     inverse_power_reference,
     make_jacobian,

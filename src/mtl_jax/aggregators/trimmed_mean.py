@@ -22,7 +22,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, PyTree, WeightingInputs, jacobian_only_weigh, no_state
+from mtl_jax.aggregators.base import Aggregator, PyTree, WeightingInputs, jacobian_only_weigh
 
 DEFAULT_TRIM = 1
 NETWORK_MAX_TASKS = 32

@@ -8,7 +8,6 @@ trunk also serves tagging tasks (a context-free baseline).
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
