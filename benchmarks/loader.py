@@ -8,7 +8,7 @@ first 12,000 molecules (the loader's cost per example does not depend on the spl
 Loading: ``OpenDataset.train_batches`` decodes and collates the train split once
 (``precollate_s``, :mod:`mtl_jax.data.columns`); a batch is then one indexing per array.
 
-Train step (``mtl_jax.training.step``, PCGrad, full mode, gradient statistics off) on every
+Train step (``mtl_jax.surgery.step``, PCGrad, full mode, gradient statistics off) on every
 task of the dataset, with the model of the dataset's experiment config (``MODELS``, built by
 ``mtl_jax.models.factory``): MLP 784→512×3 (MultiMNIST), LeNet (MultiFashion), BiGRU
 (DANTEStocks), BiLSTM (Turkish UD), the message-passing network (QM9), MLP + MMoE (Yeast).
@@ -32,7 +32,7 @@ from flax import nnx
 from mtl_jax.aggregators import get_aggregator
 from mtl_jax.data.datasets import open_dataset
 from mtl_jax.models.factory import build_from_config
-from mtl_jax.training import create_train_state, data_mesh, make_train_step, replicate, shard_batch
+from mtl_jax.surgery import create_train_state, data_mesh, make_train_step, replicate, shard_batch
 
 MODELS: dict[str, dict[str, Any]] = {  # the trunks of the experiments/ configs
     "multi_mnist": {"trunk": "mlp", "hidden": 512, "num_layers": 3},

@@ -41,7 +41,7 @@ from flax import nnx
 
 from mtl_jax.aggregators import REGISTRY, get_aggregator
 from mtl_jax.models import MLPTrunk, build_model, classification_task
-from mtl_jax.training import create_train_state, data_mesh, make_train_step, replicate, shard_batch
+from mtl_jax.surgery import create_train_state, data_mesh, make_train_step, replicate, shard_batch
 
 HIDDEN = (512, 512, 512)
 INPUT = 784

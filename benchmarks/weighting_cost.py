@@ -30,7 +30,7 @@ import numpy as np
 
 from mtl_jax.aggregators import REGISTRY, get_aggregator
 from mtl_jax.aggregators.base import WeightingInputs, initial_state
-from mtl_jax.training import data_mesh, shard_batch
+from mtl_jax.parallel import data_mesh, shard_batch
 
 from step_time import HIDDEN, INPUT, Case, Runner, _batch, device_fields, emit  # benchmarks/ is on sys.path
 

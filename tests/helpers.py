@@ -9,7 +9,7 @@ from flax import nnx
 
 from mtl_jax.aggregators import get_aggregator
 from mtl_jax.models import MLPTrunk, build_model, classification_task
-from mtl_jax.training import create_train_state, data_mesh, make_train_step, replicate
+from mtl_jax.surgery import create_train_state, data_mesh, make_train_step, replicate
 
 NUM_CLASSES = 5
 

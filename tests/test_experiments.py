@@ -40,7 +40,7 @@ def test_experiment_trains_and_evaluates_on_a_slice(tmp_path: Path, path: Path, 
     dataset = dataset_of(path)
     if "multi_fashion" in ([dataset] if isinstance(dataset, str) else dataset):
         from mtl_jax.data.builders import multi_fashion  # noqa: PLC0415
-        from mtl_jax.data.errors import DataError  # noqa: PLC0415
+        from mtl_jax.errors import DataError  # noqa: PLC0415
 
         try:
             multi_fashion.source_dir()

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from mtl_jax.training.mesh import BatchShapeError
+from mtl_jax.parallel import BatchShapeError
 from tests.aggregators.test_pcgrad import reference_pcgrad
 from tests.helpers import random_batch, run_steps, small_model, state_and_step
 

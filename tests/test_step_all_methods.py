@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from mtl_jax.aggregators import REGISTRY, get_aggregator, needs_jacobian
-from mtl_jax.training import create_train_state, data_mesh, make_train_step, replicate
+from mtl_jax.surgery import create_train_state, data_mesh, make_train_step, replicate
 from tests.helpers import random_batch, small_model
 
 NUM_TASKS = 5  # Krum with f=1 needs T >= 5

@@ -14,9 +14,9 @@ import importlib.util
 from pathlib import Path
 from typing import Any, Iterable
 
+from mtl_jax.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A config problem; the message names the key, the accepted values and the fix."""
+
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -84,12 +84,3 @@ def apply_overrides(config: dict[str, Any], overrides: Iterable[str]) -> dict[st
             else:
                 node = node[part]
     return config
-
-
-def choice(config: dict[str, Any], key: str, accepted: Iterable[str]) -> str:
-    """``config[key]``, which must be one of ``accepted``."""
-    accepted = sorted(accepted)
-    value = config.get(key)
-    if value not in accepted:
-        raise ConfigError(f"config key {key!r} is {value!r}; accepted values: {', '.join(accepted)}")
-    return value

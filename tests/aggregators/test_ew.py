@@ -9,7 +9,7 @@ import pytest
 
 from mtl_jax.aggregators import get_aggregator, gramian, weighted_sum
 from mtl_jax.aggregators.base import WeightingInputs
-from mtl_jax.config import ConfigError
+from mtl_jax.errors import ConfigError
 from tests.aggregators.jacobians import random_jacobian
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from mtl_jax.aggregators import REGISTRY, get_aggregator
 from mtl_jax.aggregators.cagrad import cagrad
-from mtl_jax.config import ConfigError
+from mtl_jax.errors import ConfigError
 
 ISSUE_6 = {
     "mgda", "mgda_ub", "cagrad", "gradvac", "imtl_g", "nashmtl", "aligned_mtl", "upgrad", "dualproj",

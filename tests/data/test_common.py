@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtl_jax.data import multi_mnist as multi_mnist_module
+from mtl_jax.data.sources import mnist_overlay as multi_mnist_module
 from mtl_jax.data.builders import common, yeast
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 
 
 def test_data_error_moved_but_still_importable_from_multi_mnist() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mtl_jax.data.builders import dante_tweets
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 
 LIMIT = 120
 

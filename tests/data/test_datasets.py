@@ -10,7 +10,7 @@ import pytest
 
 from mtl_jax.data import text
 from mtl_jax.data.datasets import DATASETS, open_dataset
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 
 SLICES = {
     "dante_tweets": {"limit": 200},

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 from mtl_jax.data.mix import mix, mixing_probabilities, select_tasks
 from mtl_jax.data.opened import OpenDataset
 from mtl_jax.data.pipeline import stack_examples

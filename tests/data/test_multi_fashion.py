@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtl_jax.data import fashion_mnist
+from mtl_jax.data.sources import fashion_mnist
 from mtl_jax.data.builders import multi_fashion
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 
 SIZES = {"num_train": 48, "num_test": 16}
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtl_jax.data import multi_mnist
+from mtl_jax.data.sources import mnist_overlay as multi_mnist
 from mtl_jax.data.builders import multi_mnist as builder
 
 SIZES = {"num_train": 40, "num_test": 16}

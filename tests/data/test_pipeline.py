@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 from mtl_jax.data.pipeline import eval_batches, train_batches
 
 

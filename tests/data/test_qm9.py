@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mtl_jax.data.builders import common, qm9
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 
 SLICE = {"limit": 150, "num_test": 30, "num_validation": 20}
 

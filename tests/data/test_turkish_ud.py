@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mtl_jax.data.builders import turkish_ud
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 
 LIMIT = 40  # sentences per file
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mtl_jax.data.builders import yeast
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 
 
 def test_full_source_shape_and_labels() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from flax import nnx
 
-from mtl_jax.config import ConfigError
+from mtl_jax.errors import ConfigError
 from mtl_jax.models.factory import build_from_config
 from tests.models.fixtures import GRAPHS, SMALL, TABLE, TEXT, task_names
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mtl_jax.data.spec import TaskSpec
-from mtl_jax.models.tasks import task_from_spec
+from mtl_jax.models.task_kinds import task_from_spec
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:

@@ -10,8 +10,8 @@ import pytest
 
 from mtl_jax.aggregators import get_aggregator
 from mtl_jax.training.checkpoint import Checkpointer, CorruptCheckpointWarning, flatten_state
-from mtl_jax.training.nonfinite import skip_nonfinite_updates
-from mtl_jax.training.state import create_train_state
+from mtl_jax.surgery.nonfinite import skip_nonfinite_updates
+from mtl_jax.surgery.state import create_train_state
 from tests.helpers import small_model
 
 

@@ -14,7 +14,7 @@ from mtl_jax.cli.main import main
 from mtl_jax.data.columns import ColumnSource
 from mtl_jax.data.pipeline import epoch_permutation
 from mtl_jax.training import data_source
-from mtl_jax.training.nonfinite import keep_state_when_nonfinite, skip_nonfinite_updates, skipped_updates
+from mtl_jax.surgery.nonfinite import keep_state_when_nonfinite, skip_nonfinite_updates, skipped_updates
 from tests.helpers import random_batch, small_model, state_and_step
 from tests.training.small_run import train_args
 

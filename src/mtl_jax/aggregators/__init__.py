@@ -42,7 +42,7 @@ from mtl_jax.aggregators.pcgrad import pcgrad, pcgrad_weights, random_visit_orde
 from mtl_jax.aggregators.rlw import rlw
 from mtl_jax.aggregators.sdmgrad import sdmgrad
 from mtl_jax.aggregators.upgrad import upgrad
-from mtl_jax.config import ConfigError
+from mtl_jax.errors import ConfigError
 
 
 def mgda_ub() -> Aggregator:

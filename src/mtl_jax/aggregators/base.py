@@ -4,7 +4,7 @@ An aggregator turns the T task gradients of the shared parameters into one updat
 direction ``d = Σ_t w_t g_t = Jᵀ w``. Three kinds share this contract:
 
 - Gramian level (most methods): ``weigh`` computes the weights ``w`` from ``G = J Jᵀ``; the
-  train step forms G before and the weighted sum after (``shared/design/gramian.md``), so one
+  train step forms G before and the weighted sum after (``docs/design.md``), so one
   aggregator serves both the full-parameter mode (J = gradients of the shared parameters)
   and the representation mode (J = gradients of the shared representation).
 - Loss level (``needs_gramian=False``, no ``combine``: RLW, UW, DWA, FAMO, …): ``weigh``
@@ -21,8 +21,8 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from mtl_jax.types import PyTree
 
-PyTree = Any
 
 
 class WeightingInputs(NamedTuple):

@@ -18,7 +18,7 @@ def _rows(leaf: jax.Array) -> jax.Array:
 
 
 def gramian(jacobian: PyTree) -> jax.Array:
-    """G = J Jᵀ, G_ij = ⟨g_i, g_j⟩ summed over every leaf (gramian.md, step 2).
+    """G = J Jᵀ, G_ij = ⟨g_i, g_j⟩ summed over every leaf (docs/design.md, "The Gramian").
 
     Computed in float32 at the highest matmul precision: conflict tests (G_ij < 0) must not
     be decided by TF32 rounding on accelerators.
@@ -37,7 +37,7 @@ def gramian(jacobian: PyTree) -> jax.Array:
 
 
 def weighted_sum(weights: jax.Array, jacobian: PyTree) -> PyTree:
-    """d = Jᵀ w = Σ_t w_t g_t, leaf by leaf (gramian.md, step 4)."""
+    """d = Jᵀ w = Σ_t w_t g_t, leaf by leaf (docs/design.md, "The Gramian")."""
     return jax.tree.map(
         lambda x: jnp.tensordot(
             weights.astype(x.dtype), x, axes=1, precision=jax.lax.Precision.HIGHEST

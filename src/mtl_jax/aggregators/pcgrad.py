@@ -9,7 +9,7 @@ always against the *original* g_j. The update is Δθ = Σ_i g_i^PC (Alg. 1, lin
 
 Every g_i^PC stays a linear combination of the original gradients, g_i^PC = Jᵀ w⁽ⁱ⁾, so the
 whole algorithm runs on the T×T Gramian: g_i^PC · g_j = (G w⁽ⁱ⁾)_j and a projection is
-w⁽ⁱ⁾_j −= (G w⁽ⁱ⁾)_j / G_jj. The final weights are w = Σ_i w⁽ⁱ⁾ (gramian.md).
+w⁽ⁱ⁾_j −= (G w⁽ⁱ⁾)_j / G_jj. The final weights are w = Σ_i w⁽ⁱ⁾ (docs/design.md).
 """
 
 from __future__ import annotations

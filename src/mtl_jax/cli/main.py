@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from mtl_jax.aggregators import REGISTRY
-from mtl_jax.config import ConfigError, apply_overrides, load_config
-from mtl_jax.data.errors import DataError
-from mtl_jax.training.mesh import BatchShapeError
+from mtl_jax.config import apply_overrides, load_config
+from mtl_jax.errors import ConfigError, DataError
+from mtl_jax.parallel import BatchShapeError
 
 EXAMPLES = """examples:
   mtl-jax train --config experiments/dante_pos_emotions_pcgrad.py   # the default NLP experiment

@@ -12,16 +12,17 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from mtl_jax.types import HostBatch
+
 from mtl_jax.data import bucketing, text
 
 Example = Mapping[str, Any]
-Batch = dict[str, np.ndarray]
 MAX_ATOMS = 29  # the largest QM9 molecule (C9 with hydrogens)
 
 
-def scalar_labels(examples: Sequence[Example], keys: Sequence[str]) -> Batch:
+def scalar_labels(examples: Sequence[Example], keys: Sequence[str]) -> HostBatch:
     """int32 (B,) labels and bool (B,) masks (the stored ``<key>_mask`` or all True)."""
-    batch: Batch = {}
+    batch: HostBatch = {}
     for key in keys:
         batch[key] = np.array([e[key] for e in examples], np.int32)
         mask_key = f"{key}_mask"
@@ -36,7 +37,7 @@ class ImageCollate:
 
     label_keys: tuple[str, ...]
 
-    def __call__(self, examples: Sequence[Example]) -> Batch:
+    def __call__(self, examples: Sequence[Example]) -> HostBatch:
         batch = {"image": np.stack([np.asarray(e["image"], np.float32) for e in examples])}
         return batch | scalar_labels(examples, self.label_keys)
 
@@ -48,7 +49,7 @@ class FeaturesCollate:
     label_key: str
     source_key: str = "labels"
 
-    def __call__(self, examples: Sequence[Example]) -> Batch:
+    def __call__(self, examples: Sequence[Example]) -> HostBatch:
         labels = np.stack([np.asarray(e[self.source_key], np.float32) for e in examples])
         return {
             "features": np.stack([np.asarray(e["features"], np.float32) for e in examples]),
@@ -65,7 +66,7 @@ class GraphCollate:
     target_keys: tuple[str, ...]
     max_atoms: int = MAX_ATOMS
 
-    def __call__(self, examples: Sequence[Example]) -> Batch:
+    def __call__(self, examples: Sequence[Example]) -> HostBatch:
         atomic_numbers, atoms_mask = text.pad_rows([np.asarray(e["atomic_numbers"]) for e in examples], self.max_atoms)
         positions, _ = text.pad_rows([np.asarray(e["positions"]) for e in examples], self.max_atoms, np.float32)
         targets = np.stack([np.asarray(e["targets_normalized"], np.float32) for e in examples])
@@ -93,7 +94,7 @@ class TextCollate:
     labels: tuple[str, ...]
     buckets: tuple[int, ...]
 
-    def __call__(self, examples: Sequence[Example], length: int | None = None) -> Batch:
+    def __call__(self, examples: Sequence[Example], length: int | None = None) -> HostBatch:
         ids = [self.encoder(e["tokens"]) for e in examples]
         if length is None:
             length = bucketing.bucket_length(max(len(row) for row in ids), self.buckets)

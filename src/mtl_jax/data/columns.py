@@ -15,7 +15,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-Batch = dict[str, np.ndarray]
+from mtl_jax.types import HostBatch
+
 
 
 class ColumnSource:
@@ -26,7 +27,7 @@ class ColumnSource:
       length: the padded sequence length of the stored text arrays (None: no sequences).
     """
 
-    def __init__(self, arrays: Batch, length: int | None = None):
+    def __init__(self, arrays: HostBatch, length: int | None = None):
         sizes = {key: len(value) for key, value in arrays.items()}
         if len(set(sizes.values())) > 1:
             raise ValueError(f"columns of different lengths: {sizes}")
@@ -39,7 +40,7 @@ class ColumnSource:
     def __len__(self) -> int:
         return len(next(iter(self.arrays.values()))) if self.arrays else 0
 
-    def read_batch(self, indices: np.ndarray, length: int | None = None) -> Batch:
+    def read_batch(self, indices: np.ndarray, length: int | None = None) -> HostBatch:
         """The collated batch of ``indices``; sequences cut to ``length`` when given."""
         batch = {key: value[indices] for key, value in self.arrays.items()}
         if length is not None:
@@ -50,13 +51,13 @@ class ColumnSource:
 
 def materialize(
     source: Sequence[Any],
-    collate: Callable[..., Batch],
+    collate: Callable[..., HostBatch],
     read: Callable[[Sequence[Any], np.ndarray], list[Any]],
     length: int | None = None,
     chunk: int = 4096,
 ) -> ColumnSource:
     """Collate all of ``source`` (``chunk`` examples per read) into a :class:`ColumnSource`."""
-    parts: list[Batch] = []
+    parts: list[HostBatch] = []
     for start in range(0, len(source), chunk):
         examples = read(source, np.arange(start, min(start + chunk, len(source))))
         parts.append(collate(examples) if length is None else collate(examples, length=length))

@@ -35,7 +35,7 @@ import numpy as np
 from mtl_jax.data import bucketing, text
 from mtl_jax.data.builders import common, dante_tweets, multi_fashion, multi_mnist, qm9, turkish_ud, yeast
 from mtl_jax.data.collate import MAX_ATOMS, FeaturesCollate, GraphCollate, ImageCollate, TextCollate
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 from mtl_jax.data.opened import OpenDataset
 from mtl_jax.data.spec import DatasetSpec, InputSpec, TaskSpec
 

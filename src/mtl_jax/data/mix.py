@@ -24,7 +24,7 @@ from typing import Any, Iterator, Literal, Mapping, Sequence
 import numpy as np
 
 from mtl_jax.data import pipeline, text
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 from mtl_jax.data.opened import OpenDataset
 from mtl_jax.data.spec import DatasetSpec, InputSpec, TaskSpec
 

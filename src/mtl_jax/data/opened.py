@@ -16,7 +16,7 @@ import numpy as np
 
 from mtl_jax.data import pipeline
 from mtl_jax.data.columns import ColumnSource, materialize
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 from mtl_jax.data.spec import DatasetSpec
 
 

@@ -10,7 +10,7 @@ a few bucket lengths. Global batch ``n`` of the stream is therefore a pure funct
 
 Hosts. Process ``p`` of ``P`` reads only its contiguous slice ``[p·B/P, (p+1)·B/P)`` of
 each global batch (``B`` = ``global_batch_size``); the trainer places it on the mesh with
-:func:`mtl_jax.training.mesh.shard_batch`. Concatenating the slices of all processes gives
+:func:`mtl_jax.parallel.shard_batch`. Concatenating the slices of all processes gives
 the single-process global batch. The padded length of a text batch is chosen from the
 whole global batch, so every process pads alike.
 
@@ -33,22 +33,23 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import grain
 import numpy as np
 
+from mtl_jax.types import HostBatch
+
 from mtl_jax.data import bucketing
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 
 Example = Mapping[str, Any]
-Batch = dict[str, np.ndarray]
-Collate = Callable[..., Batch]
+Collate = Callable[..., HostBatch]
 STATE_FORMAT = "mtl_jax.train_batches/1"
 INPUT_MASK_KEYS = frozenset({"tokens_mask", "atoms_mask"})
 EXAMPLE_MASK = "example_mask"
 DEFAULT_READ = grain.ReadOptions(num_threads=4, prefetch_buffer_size=8)
 
 
-def stack_examples(examples: Sequence[Example]) -> Batch:
+def stack_examples(examples: Sequence[Example]) -> HostBatch:
     """Default collate: stack every numeric or boolean field (strings and ragged fields,
     which need a dataset-specific collate, are left out)."""
-    batch: Batch = {}
+    batch: HostBatch = {}
     for key, value in examples[0].items():
         if np.asarray(value).dtype.kind not in "biuf":
             continue
@@ -68,7 +69,7 @@ def read_examples(source: Sequence[Example], indices: np.ndarray) -> list[Exampl
     return [source[key] for key in keys]
 
 
-def read_batch(source: Sequence[Example], collate: Collate, indices: np.ndarray, length: int | None) -> Batch:
+def read_batch(source: Sequence[Example], collate: Collate, indices: np.ndarray, length: int | None) -> HostBatch:
     """The batch of ``indices``: one indexing of a pre-collated source (one with a
     ``read_batch`` method, :mod:`mtl_jax.data.columns`), else read + ``collate``."""
     read_columns = getattr(source, "read_batch", None)
@@ -146,7 +147,7 @@ class BatchPlan:
         return bucketing.bucket_length(longest, self.buckets)
 
 
-class BatchIterator(Iterator[Batch]):
+class BatchIterator(Iterator[HostBatch]):
     """Endless iterator of this process's slices of the global batches, resumable.
 
     ``next(it)`` returns a dict of NumPy arrays (local batch axis first);
@@ -168,11 +169,11 @@ class BatchIterator(Iterator[Batch]):
         self._step = 0
         self._iterator = self._start(0)
 
-    def load_batch(self, step: int) -> Batch:
+    def load_batch(self, step: int) -> HostBatch:
         """Read and collate this process's slice of global batch ``step``."""
         return read_batch(self.source, self.collate, self.plan.local_indices(step), self.plan.padded_length(step))
 
-    def _start(self, step: int) -> Iterator[Batch]:
+    def _start(self, step: int) -> Iterator[HostBatch]:
         iterator = iter(self._dataset.to_iter_dataset(self.read_options))
         if step:
             iterator.set_state({"next_index": step})
@@ -181,7 +182,7 @@ class BatchIterator(Iterator[Batch]):
     def __iter__(self) -> BatchIterator:
         return self
 
-    def __next__(self) -> Batch:
+    def __next__(self) -> HostBatch:
         batch = next(self._iterator)
         self._step += 1
         return batch
@@ -289,7 +290,7 @@ def train_batches(
     return BatchIterator(source, plan, collate, read_options)
 
 
-def pad_rows(batch: Batch, valid: np.ndarray, label_keys: Sequence[str] | None) -> Batch:
+def pad_rows(batch: HostBatch, valid: np.ndarray, label_keys: Sequence[str] | None) -> HostBatch:
     """Mark padded rows: ``example_mask`` and every label mask False where not ``valid``."""
     if label_keys is None:
         label_keys = [k for k in batch if f"{k}_mask" in batch and f"{k}_mask" not in INPUT_MASK_KEYS]
@@ -309,7 +310,7 @@ def eval_batches(
     *,
     label_keys: Sequence[str] | None = None,
     length: int | None = None,
-) -> Iterator[Batch]:
+) -> Iterator[HostBatch]:
     """Every example once, in order, in batches of exactly ``batch_size``.
 
     The last batch is filled with copies of the first example whose label masks (those of
@@ -325,13 +326,3 @@ def eval_batches(
         valid = index < len(source)
         batch = read_batch(source, collate, np.where(valid, index, 0), length)
         yield pad_rows(batch, valid, label_keys)
-
-
-def __getattr__(name: str) -> Any:
-    """``pipeline.open_dataset`` and ``pipeline.DATASETS`` forward to
-    :mod:`mtl_jax.data.datasets` (imported lazily: it imports this module)."""
-    if name in ("open_dataset", "DATASETS"):
-        from mtl_jax.data import datasets  # noqa: PLC0415
-
-        return getattr(datasets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 
 TEXT_FORMAT = "mtl_jax.text/1"
 PAD, UNK, UNSEEN = "<pad>", "<unk>", "<unseen>"

@@ -17,9 +17,9 @@ from jax.sharding import Mesh, PartitionSpec
 from mtl_jax.data.spec import TaskSpec
 from mtl_jax.evaluation.task_metrics import finalize, task_statistics
 from mtl_jax.models.multitask import MultiTaskModel
-from mtl_jax.training.mesh import DATA_AXIS, shard_batch
+from mtl_jax.parallel import DATA_AXIS, shard_batch
+from mtl_jax.types import PyTree
 
-PyTree = Any
 
 
 def make_evaluator(model: MultiTaskModel, specs: Mapping[str, TaskSpec], mesh: Mesh):

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mtl_jax.models.representation import POOLED, TOKENS, Representation, masked_mean, zero_padding
-from mtl_jax.models.task import Batch
+from mtl_jax.types import Batch
 from mtl_jax.models.text_inputs import token_ids_and_mask, word_dropout
 
 

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from mtl_jax.models.task import Batch, Statistic, Task
+from mtl_jax.models.task import Statistic, Task
+from mtl_jax.types import Batch
 
 
 def example_weights(batch: Batch, label_key: str) -> jax.Array:

@@ -17,7 +17,7 @@ from flax import nnx
 
 from mtl_jax.models.multitask import TaskModule
 from mtl_jax.models.representation import POOLED, as_representation
-from mtl_jax.models.task import Batch
+from mtl_jax.types import Batch
 
 
 class SharedEncoder(nnx.Module):

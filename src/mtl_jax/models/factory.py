@@ -42,7 +42,7 @@ from typing import Any, Callable, Mapping, Sequence
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax.config import ConfigError
+from mtl_jax.errors import ConfigError
 from mtl_jax.data.spec import DatasetSpec
 from mtl_jax.models.bag_of_embeddings import BagOfEmbeddingsTrunk
 from mtl_jax.models.composition import SharedEncoder
@@ -59,7 +59,7 @@ from mtl_jax.models.recurrent import BiRecurrentTrunk
 from mtl_jax.models.representation import keys_for_task_kinds
 from mtl_jax.models.resnet import ResNetTrunk
 from mtl_jax.models.task import Task
-from mtl_jax.models.tasks import task_from_spec
+from mtl_jax.models.task_kinds import task_from_spec
 from mtl_jax.models.transformer import POSITIONS, TransformerTrunk
 
 DEFAULTS: dict[str, Any] = {

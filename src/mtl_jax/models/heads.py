@@ -23,7 +23,7 @@ from flax import nnx
 
 from mtl_jax.models.multitask import TaskModule
 from mtl_jax.models.representation import KEY_OF_TASK_KIND, as_representation
-from mtl_jax.models.task import Batch
+from mtl_jax.types import Batch
 
 
 class Head(TaskModule):

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mtl_jax.models.representation import POOLED, Representation
-from mtl_jax.models.task import Batch
+from mtl_jax.types import Batch
 
 
 def image_nhwc(batch: Batch, input_key: str) -> jax.Array:

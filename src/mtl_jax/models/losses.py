@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mtl_jax.models.task import Batch, Statistic
+from mtl_jax.models.task import Statistic
+from mtl_jax.types import Batch
 
 REGRESSION_LOSSES: tuple[str, ...] = ("mse", "l1")
 

@@ -25,7 +25,7 @@ from flax import nnx
 
 from mtl_jax.models.representation import POOLED, Representation
 from mtl_jax.models.set2set import Set2Set
-from mtl_jax.models.task import Batch
+from mtl_jax.types import Batch
 
 READOUTS = ("sum", "set2set")
 

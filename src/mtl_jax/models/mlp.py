@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax.models.task import Batch
+from mtl_jax.types import Batch
 
 
 class MLPTrunk(nnx.Module):

@@ -23,9 +23,10 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import jax
 from flax import nnx
 
-from mtl_jax.models.task import Batch, Task
+from mtl_jax.models.task import Task
+from mtl_jax.types import Batch
+from mtl_jax.types import PyTree
 
-PyTree = Any
 
 
 class TaskModule(nnx.Module):

@@ -16,7 +16,7 @@ from flax import nnx
 
 from mtl_jax.models.lenet import image_nhwc
 from mtl_jax.models.representation import POOLED, Representation
-from mtl_jax.models.task import Batch
+from mtl_jax.types import Batch
 
 
 def _groups(channels: int, wanted: int) -> int:

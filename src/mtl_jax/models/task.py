@@ -13,7 +13,8 @@ from typing import Any, Callable, Mapping, NamedTuple
 import jax
 from flax import nnx
 
-Batch = Mapping[str, Any]
+from mtl_jax.types import Batch
+
 
 
 class Statistic(NamedTuple):

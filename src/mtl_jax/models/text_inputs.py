@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax.models.task import Batch
+from mtl_jax.types import Batch
 
 PAD_ID = 0
 UNKNOWN_ID = 1

@@ -1,7 +1,7 @@
 """Orbax checkpoints of the whole train state plus the data iterator's position.
 
 Layout: ``<run dir>/checkpoints/<step>/{state,extra}``. ``state`` holds every array leaf of
-the :class:`~mtl_jax.training.state.TrainState` (parameters, optimiser and aggregator state,
+the :class:`~mtl_jax.surgery.state.TrainState` (parameters, optimiser and aggregator state,
 step, PRNG key data) under a flat dotted path name; ``extra`` is JSON (the data iterator's
 state, best-so-far, counters). Leaves are stored by name and put back into the structure of
 a freshly built state, so integer dict keys (``nnx.List`` layers), optax named tuples and
@@ -25,9 +25,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as policies
 
-from mtl_jax.training.state import TrainState
+from mtl_jax.surgery.state import TrainState
+from mtl_jax.types import PyTree
 
-PyTree = Any
 SCORE = "score"
 
 logging.getLogger("absl").setLevel(logging.ERROR)

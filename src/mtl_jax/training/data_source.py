@@ -15,10 +15,10 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from mtl_jax.config import ConfigError
+from mtl_jax.errors import ConfigError
 from mtl_jax.data import pipeline
 from mtl_jax.data.datasets import DATASETS, accepted_options, open_dataset
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 from mtl_jax.data.mix import MixedDataset, mix
 from mtl_jax.data.opened import OpenDataset
 from mtl_jax.data.spec import DatasetSpec, TaskSpec

@@ -32,20 +32,20 @@ from tqdm import tqdm
 
 from mtl_jax.aggregators import REGISTRY as AGGREGATORS
 from mtl_jax.aggregators import get_aggregator
-from mtl_jax.config import ConfigError
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import ConfigError
+from mtl_jax.errors import DataError
 from mtl_jax.evaluation import BestTracker, delta_m, evaluate, make_evaluator
 from mtl_jax.evaluation.task_metrics import METRICS_BY_KIND
 from mtl_jax.training import data_source, model_source
 from mtl_jax.training.checkpoint import Checkpointer
 from mtl_jax.training.logging_sinks import MetricsLogger, eval_scalars, stdout_echo, step_scalars
-from mtl_jax.training.mesh import data_mesh, replicate
-from mtl_jax.training.nonfinite import keep_state_when_nonfinite, skip_nonfinite_updates, skipped_updates
+from mtl_jax.parallel import data_mesh, replicate
+from mtl_jax.surgery.nonfinite import keep_state_when_nonfinite, skip_nonfinite_updates, skipped_updates
 from mtl_jax.training.optimizers import OPTIMIZERS, make_optimizer
 from mtl_jax.training.run_config import check_against_dataset, check_config, resolve
 from mtl_jax.training.run_dir import check_run_dir, prepare_run_dir
-from mtl_jax.training.state import create_train_state
-from mtl_jax.training.step import MODES, make_train_step
+from mtl_jax.surgery.state import create_train_state
+from mtl_jax.surgery.step import MODES, make_train_step
 
 RESULTS_FILE = "results.json"
 

@@ -14,8 +14,8 @@ from flax import nnx
 from mtl_jax.data.spec import DatasetSpec
 from mtl_jax.models.factory import build_from_config, resolve_config
 from mtl_jax.models.multitask import MultiTaskModel
+from mtl_jax.types import PyTree
 
-PyTree = Any
 
 
 def check_model_config(model_config: Mapping[str, Any]) -> None:

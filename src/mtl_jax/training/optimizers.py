@@ -6,7 +6,7 @@ from typing import Any
 
 import optax
 
-from mtl_jax.config import ConfigError
+from mtl_jax.errors import ConfigError
 
 OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd}
 

@@ -13,7 +13,7 @@ import copy
 import difflib
 from typing import Any, Iterable, Mapping
 
-from mtl_jax.config import ConfigError
+from mtl_jax.errors import ConfigError
 from mtl_jax.data.spec import DatasetSpec
 from mtl_jax.data.mix import STRATEGIES
 from mtl_jax.evaluation.task_metrics import METRICS_BY_KIND

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from mtl_jax.config import ConfigError
+from mtl_jax.errors import ConfigError
 
 CONFIG_FILE = "config.json"
 

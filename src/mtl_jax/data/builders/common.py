@@ -29,7 +29,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 
 DATA_DIR_ENV = "MTL_JAX_DATA_DIR"
 DEFAULT_DATA_DIR = Path("~/.cache/mtl_jax/tensorflow_datasets")

@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mtl_jax.data.builders import common
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 
 DATASET = "dante_tweets"
 INSTALL = "pip install --no-deps --force-reinstall dante-corpora"

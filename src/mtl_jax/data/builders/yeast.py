@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mtl_jax.data.builders import common
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 
 DATASET = "yeast"
 INSTALL = "pip install --force-reinstall river"

@@ -14,9 +14,9 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from mtl_jax.types import PyTree
 
 DATA_AXIS = "data"
-PyTree = Any
 
 
 def data_mesh(devices: list | None = None) -> Mesh:

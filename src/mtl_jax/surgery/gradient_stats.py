@@ -1,6 +1,6 @@
 """Gradient-conflict statistics read off the Gramian at no extra pass over the parameters.
 
-cos_ij = G_ij / sqrt(G_ii G_jj) (gramian.md); a pair conflicts when cos_ij < 0
+cos_ij = G_ij / sqrt(G_ii G_jj) (docs/design.md); a pair conflicts when cos_ij < 0
 (Yu et al. 2020, Definition 1).
 """
 

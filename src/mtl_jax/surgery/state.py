@@ -10,8 +10,8 @@ import optax
 from flax import struct
 
 from mtl_jax.aggregators.base import Aggregator, initial_state
+from mtl_jax.types import PyTree
 
-PyTree = Any
 
 
 @struct.dataclass
@@ -37,7 +37,7 @@ def create_train_state(
     num_tasks: int,
     seed: int,
 ) -> TrainState:
-    """A fresh train state at step 0 (unplaced; see ``mtl_jax.training.mesh.replicate``)."""
+    """A fresh train state at step 0 (unplaced; see ``mtl_jax.parallel.replicate``)."""
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,

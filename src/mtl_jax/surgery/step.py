@@ -2,13 +2,13 @@
 
 Per step, on every device of the ``data`` mesh axis (``jax.shard_map``):
 
-1. the T task gradients, reduced over devices (``mtl_jax.training.jacobian``):
+1. the T task gradients, reduced over devices (``mtl_jax.surgery.jacobian``):
    - mode ``"full"``: of the shared parameters, J ∈ R^{T×P};
    - mode ``"representation"``: of the shared representation z of the whole global batch
      (each device holds its examples' rows; the Gramian is all-reduced);
 2. G = J Jᵀ and the aggregator's weights w (identical on every device);
 3. the update direction: full mode Jᵀw; representation mode one backward pass of the trunk
-   with the combined cotangent Σ_t w_t ∂L_t/∂z (gramian.md, "Representation level");
+   with the combined cotangent Σ_t w_t ∂L_t/∂z (docs/design.md, "Modes");
 4. task-specific parameters get their own plain gradients; one optax update.
 
 Jacobian-level aggregators (``Aggregator.combine``: GradDrop, TrimmedMean, MoCo, …) replace
@@ -34,15 +34,15 @@ from jax.sharding import Mesh, PartitionSpec
 
 from mtl_jax.aggregators.base import Aggregator, WeightingInputs, needs_jacobian
 from mtl_jax.aggregators.gramian import gramian, weighted_sum
-from mtl_jax.diagnostics.gradient_stats import gradient_statistics
+from mtl_jax.surgery.gradient_stats import gradient_statistics
 from mtl_jax.models.multitask import MultiTaskModel
-from mtl_jax.training import jacobian
-from mtl_jax.training.mesh import DATA_AXIS, check_divisible, global_batch_size, shard_batch
-from mtl_jax.training.state import TrainState
+from mtl_jax.surgery import jacobian
+from mtl_jax.parallel import DATA_AXIS, check_divisible, global_batch_size, shard_batch
+from mtl_jax.surgery.state import TrainState
+from mtl_jax.types import PyTree
 
 Mode = Literal["full", "representation"]
 MODES = ("full", "representation")
-PyTree = Any
 
 
 def _step_keys(state: TrainState) -> tuple[jax.Array, jax.Array]:
@@ -191,7 +191,7 @@ def make_train_step(
       model: the pure multi-task model.
       aggregator: how task gradients become one update.
       optimizer: optax transformation over the whole ``params`` pytree.
-      mesh: a mesh with a ``data`` axis (``mtl_jax.training.mesh.data_mesh``).
+      mesh: a mesh with a ``data`` axis (``mtl_jax.parallel.data_mesh``).
       mode: ``"full"`` (surgery on the shared parameters' gradients) or ``"representation"``
         (on the gradients of the shared representation). Methods whose state is shaped like
         the gradients (MoCo, ExcessMTL, DB-MTL) support only ``"full"`` and MGDA-UB only

@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 
 from mtl_jax.models.multitask import MultiTaskModel
-from mtl_jax.models.task import Batch
+from mtl_jax.types import Batch
+from mtl_jax.types import PyTree
 
-PyTree = Any
 
 
 def global_task_losses(

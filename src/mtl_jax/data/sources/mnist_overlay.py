@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 
 CANVAS = 36
 OFFSET = 4

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtl_jax.data.errors import DataError
+from mtl_jax.errors import DataError
 
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 INSTALL = "apt-get install dataset-fashion-mnist"

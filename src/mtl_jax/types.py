@@ -1,0 +1,17 @@
+"""Types shared by every floor of the package."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+PyTree = Any
+"""A nested structure of arrays (parameters, gradients, optimiser state)."""
+
+Batch = Mapping[str, Any]
+"""A batch as the model and the step see it: name -> array with the batch axis first
+(``mtl_jax.data.spec`` lists the names). On the device these are ``jax.Array``s."""
+
+HostBatch = dict[str, np.ndarray]
+"""A batch as the data pipeline yields it: host NumPy arrays, before placement on the mesh."""
