@@ -54,7 +54,7 @@ CASES: dict[str, dict[str, Any]] = {
 
 def loader_rate(opened, batch_size: int, batches: int) -> float:
     """Examples/s of ``train_batches`` after two warm-up batches."""
-    iterator = opened.train_batches(batch_size, 0, process_index=0, process_count=1)
+    iterator = opened.train_batches("train", batch_size=batch_size, seed=0, process_index=0, process_count=1)
     for _ in range(2):
         next(iterator)
     start = time.perf_counter()
@@ -76,7 +76,7 @@ def step_rate(name: str, opened, batch_size: int, steps: int) -> float:
     mesh, optimizer, aggregator = data_mesh(), optax.sgd(0.01), get_aggregator("pcgrad")
     state = replicate(create_train_state(params, optimizer, aggregator, len(model.tasks), 0), mesh)
     step = make_train_step(model, aggregator, optimizer, mesh, gradient_stats=False)
-    iterator = opened.train_batches(batch_size, 0, process_index=0, process_count=1)
+    iterator = opened.train_batches("train", batch_size=batch_size, seed=0, process_index=0, process_count=1)
     batches = [shard_batch(next(iterator), mesh) for _ in range(steps)]
     for batch in batches:  # warm-up pass: compiles every bucket shape once
         state, metrics = step(state, batch)

@@ -6,20 +6,24 @@ global batch 256, T ∈ {2, 4, 8}. Cases per T:
 - ``ew``: equal weighting, one backward pass of the summed loss (the cheapest step);
 - ``jacobian_sum``: the T-row Jacobian of the shared parameters, then its plain sum — the
   floor for any full-parameter surgery;
-- ``pcgrad``/full: Jacobian, Gramian, PCGrad weights, weighted sum;
+- ``pcgrad``/full, engine off: Jacobian, Gramian, PCGrad weights, weighted sum;
+- full mode of every Gramian weighting: the Gramian engine (``mtl_jax.surgery.gramian_engine``,
+  ``"engine": true`` in the row), J never formed;
 - ``pcgrad``/representation: surgery on the gradients of the trunk output, one trunk backward.
 
 - every registered method (``mtl_jax.aggregators.REGISTRY``) in each mode it supports
   (``--methods all``, the default; ``constant`` gets the weights 1..T).
 
 Steps are timed in interleaved rounds (every case once per round) so that machine noise hits
-all cases alike; ratios are between medians measured in the same run. Gradient statistics
+all cases alike; ratios are between medians measured in the same run. Every row carries the
+compiled step's temporary bytes (``temp_bytes``, XLA's memory analysis), their ratio to EW's,
+and ``peak_bytes`` where the backend reports a peak (GPU), else null. Gradient statistics
 are off so that only the method's own work is timed (loss-level weightings then take the
 one-backward fast path). A method that cannot run at some T (Krum needs T ≥ 5, TrimmedMean
 T ≥ 3) gives a ``"skipped"`` line with the reason.
 
     python benchmarks/step_time.py [--tasks 2 4 8] [--methods pcgrad moco uw] [--modes full]
-        [--cases pcgrad:full uw:representation] [--out benchmarks/results/step_time_cpu.jsonl]
+        [--cases pcgrad:full pcgrad:full:materialised uw:representation] [--out benchmarks/results/step_time_cpu.jsonl]
 
 The weighting computation alone (Gramian → weights) is measured by
 ``benchmarks/weighting_cost.py``.
@@ -39,7 +43,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from mtl_jax.aggregators import REGISTRY, get_aggregator
+from mtl_jax.aggregators import REGISTRY, GramianWeighting, get_aggregator
 from mtl_jax.models import MLPTrunk, build_model, classification_task
 from mtl_jax.surgery import create_train_state, data_mesh, make_train_step, replicate, shard_batch
 
@@ -51,9 +55,10 @@ CLASSES = 10
 class Case(NamedTuple):
     method: str
     mode: str
+    engine: bool = True  # full mode, Gramian weightings: the Gramian engine (False: J materialised)
 
 
-BASELINES = (Case("ew", "full"), Case("jacobian_sum", "full"))
+BASELINES = (Case("ew", "full"), Case("jacobian_sum", "full", False), Case("pcgrad", "full", False))
 MODES = ("full", "representation")
 
 
@@ -61,18 +66,24 @@ def _aggregator(method: str, num_tasks: int = 2):
     if method == "ew":
         return get_aggregator("sum")
     if method == "jacobian_sum":  # the sum, but forced through the per-task Jacobian
-        # needs_gramian=True keeps the step off its one-backward paths (the weights do not
+        # a Gramian weighting keeps the step off its one-backward paths (the weights do not
         # read the Gramian, so XLA drops it): J is formed, then summed.
-        return get_aggregator("sum")._replace(name="jacobian_sum", uniform_weight=None, needs_gramian=True)
+        ew = get_aggregator("sum")
+        return GramianWeighting("jacobian_sum", ew.init, ew.weigh)
     if method == "constant":
         return get_aggregator("constant", weights=[float(t + 1) for t in range(num_tasks)])
     return get_aggregator(method)
 
 
+def _parse_case(item: str) -> Case:
+    method, mode, *rest = item.split(":")
+    return Case(method, mode, rest != ["materialised"])
+
+
 def select_cases(methods: list[str], modes: list[str], explicit: list[str]) -> list[Case]:
     """The baselines, then ``method:mode`` pairs (explicit) or methods × supported modes."""
-    if explicit:
-        chosen = [Case(*item.split(":", 1)) for item in explicit]
+    if explicit:  # method:mode, or method:full:materialised for the engine turned off
+        chosen = [_parse_case(item) for item in explicit]
     else:
         names = sorted(REGISTRY) if methods == ["all"] else methods
         chosen = [Case(m, mode) for m in names for mode in modes if mode in _aggregator(m).modes]
@@ -96,12 +107,16 @@ class Runner:
         tasks = [classification_task(f"task{t}", CLASSES) for t in range(num_tasks)]
         model, params = build_model(MLPTrunk(INPUT, HIDDEN, input_key="image", rngs=rngs), HIDDEN[-1], tasks, rngs)
         aggregator, optimizer = _aggregator(case.method, num_tasks), optax.adam(1e-4)
+        self.aggregator = aggregator
         self.state = replicate(create_train_state(params, optimizer, aggregator, num_tasks, 0), mesh)
-        self.step = make_train_step(model, aggregator, optimizer, mesh, mode=case.mode, gradient_stats=False)
+        self.step = make_train_step(
+            model, aggregator, optimizer, mesh, mode=case.mode, gradient_stats=False, gramian_engine=case.engine
+        )
         self.batch = batch
         started = time.perf_counter()
-        self.step.jitted.lower(self.state, batch).compile()
+        compiled = self.step.jitted.lower(self.state, batch).compile()
         self.compile_seconds = time.perf_counter() - started
+        self.memory = memory_fields(compiled)
         self.run(2)  # warm-up
         self.times: list[float] = []
 
@@ -111,6 +126,19 @@ class Runner:
             self.state, metrics = self.step(self.state, self.batch)
         jax.block_until_ready((self.state, metrics))
         return (time.perf_counter() - started) / steps
+
+
+def memory_fields(compiled) -> dict:
+    """Compiled temporary bytes (XLA's memory analysis) and, where the backend reports it,
+    the peak: the compiled estimate, else the device allocator's peak so far (GPU)."""
+    analysis = compiled.memory_analysis()
+    fields = {"temp_bytes": int(analysis.temp_size_in_bytes) if analysis is not None else None}
+    peak = getattr(analysis, "peak_memory_in_bytes", None)
+    if not peak and jax.devices()[0].platform != "cpu":  # the CPU allocator's peak is process-wide
+        stats = jax.devices()[0].memory_stats() or {}
+        peak = stats.get("peak_bytes_in_use")
+    fields["peak_bytes"] = int(peak) if peak else None
+    return fields
 
 
 def emit(row: dict, out_path: str | None) -> None:
@@ -143,18 +171,20 @@ def measure(
         try:
             runners[case] = Runner(case, num_tasks, batch, mesh)
         except ValueError as error:  # e.g. Krum at T < 5
-            skipped.append({"benchmark": "step_time", "method": case.method, "mode": case.mode,
+            skipped.append({"benchmark": "step_time", "method": case.method, "mode": case.mode, "engine": case.engine,
                             "tasks": num_tasks, "skipped": str(error), **device_fields(mesh)})
     for _ in range(rounds):
         for runner in runners.values():
             runner.times.append(runner.run(steps_per_round))
     medians = {case: statistics.median(r.times) for case, r in runners.items()}
-    ew, jac_sum = medians[Case("ew", "full")], medians[Case("jacobian_sum", "full")]
+    ew, jac_sum = medians[Case("ew", "full")], medians[Case("jacobian_sum", "full", False)]
+    ew_temp = runners[Case("ew", "full")].memory["temp_bytes"]
     return skipped + [
         {
             "benchmark": "step_time",
             "method": case.method,
             "mode": case.mode,
+            "engine": case.engine and case.mode == "full" and isinstance(runner.aggregator, GramianWeighting),
             "tasks": num_tasks,
             "batch": batch_size,
             "model": "mlp " + "-".join(map(str, (INPUT, *HIDDEN))),
@@ -164,6 +194,8 @@ def measure(
             "examples_per_s": round(batch_size / medians[case], 1),
             "ratio_to_ew": round(medians[case] / ew, 4),
             "ratio_to_jacobian_sum": round(medians[case] / jac_sum, 4),
+            **runner.memory,
+            "temp_ratio_to_ew": round(runner.memory["temp_bytes"] / ew_temp, 3) if ew_temp else None,
             "rounds": rounds,
             "steps_per_round": steps_per_round,
         }

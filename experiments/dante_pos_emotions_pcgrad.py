@@ -38,3 +38,29 @@ def get_config() -> dict:
         "checkpoint": {"every": 100, "keep": 2},
         "nonfinite": "skip",
     }
+
+
+def get_sweep() -> dict:
+    """The space of ``mtl-jax sweep`` for this experiment (config keys -> distributions): the
+    optimiser, regularisation and batch size, the aggregation method and mode, and the
+    structure (sharing architecture, encoder width and depth)."""
+    from mtl_jax.tuning.space import Choice, Float, Int
+
+    return {
+        "optimizer.learning_rate": Float(5e-4, 1e-2, log=True),
+        "optimizer.weight_decay": Float(1e-6, 1e-2, log=True),
+        "model.dropout": Float(0.0, 0.4),
+        "model.word_dropout": Float(0.0, 0.2),
+        "batch_size": Choice([32, 64, 128]),
+        "aggregator": Choice(
+            ["sum", "pcgrad", "mgda", "cagrad", "upgrad", "nashmtl"],
+            when={"cagrad": {"aggregator_options.c": Float(0.1, 0.9)}},
+        ),
+        "mode": Choice(["full", "representation"]),
+        "model.architecture": Choice(
+            ["hard", "mmoe", "cgc", "ple", "cross_stitch", "mtan"],
+            when={"mmoe": {"model.num_experts": Int(2, 6)}, "ple": {"model.levels": Int(1, 3)}},
+        ),
+        "model.hidden": Choice([32, 64, 128]),
+        "model.num_layers": Int(1, 2),
+    }

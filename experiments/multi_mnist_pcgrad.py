@@ -25,3 +25,21 @@ def get_config() -> dict:
         "checkpoint": {"every": 100, "keep": 2},
         "nonfinite": "skip",
     }
+
+
+def get_sweep() -> dict:
+    """The space of ``mtl-jax sweep`` for this experiment: learning rate, dropout, batch size,
+    the aggregation method (CAGrad with its ``c``), and the MLP trunk's width and depth."""
+    from mtl_jax.tuning.space import Choice, Float, Int
+
+    return {
+        "optimizer.learning_rate": Float(1e-4, 1e-2, log=True),
+        "model.dropout": Float(0.0, 0.3),
+        "batch_size": Choice([128, 256, 512]),
+        "aggregator": Choice(
+            ["sum", "pcgrad", "mgda", "cagrad", "upgrad"], when={"cagrad": {"aggregator_options.c": Float(0.1, 0.9)}}
+        ),
+        "model.architecture": Choice(["hard", "mmoe", "cross_stitch"], when={"mmoe": {"model.num_experts": Int(2, 8)}}),
+        "model.hidden": Choice([256, 512, 1024]),
+        "model.num_layers": Int(1, 4),
+    }

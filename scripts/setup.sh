@@ -23,3 +23,11 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
     echo "note: install Debian's dataset-fashion-mnist (sudo apt-get install dataset-fashion-mnist) for multi_fashion" >&2
   fi
 fi
+# PostgreSQL server binaries (initdb, pg_ctl) for the sweep tests' throwaway database on loopback.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "note: install Debian's postgresql (sudo apt-get install postgresql) for tests/tuning" >&2
+  fi
+fi

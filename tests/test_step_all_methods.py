@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from mtl_jax.aggregators import REGISTRY, get_aggregator, needs_jacobian
+from mtl_jax.aggregators import REGISTRY, LossWeighting, get_aggregator
 from mtl_jax.surgery import create_train_state, data_mesh, make_train_step, replicate
 from tests.helpers import random_batch, small_model
 
@@ -67,8 +67,7 @@ def test_unsupported_mode_is_refused_with_the_supported_one(name, mode):
         make_train_step(model, aggregator, optax.sgd(0.1), data_mesh(), mode=mode)
 
 
-LOSS_LEVEL = [n for n in sorted(REGISTRY) if not needs_jacobian(get_aggregator(n, **OPTIONS.get(n, {})))
-              and get_aggregator(n, **OPTIONS.get(n, {})).uniform_weight is None]
+LOSS_LEVEL = [n for n in sorted(REGISTRY) if isinstance(get_aggregator(n, **OPTIONS.get(n, {})), LossWeighting)]
 
 
 def test_loss_level_methods_are_the_expected_ones():

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mtl_jax.config import apply_overrides, load_config
+from mtl_jax.config import load_config, parse
 from mtl_jax.training.loop import train
-from mtl_jax.training.run_config import resolve
 from tests.training.small_run import CONFIG
 
 SMALL = [
@@ -18,7 +17,7 @@ SMALL = [
 @pytest.mark.slow
 @pytest.mark.parametrize("aggregator, mode", [("pcgrad", "full"), ("pcgrad", "representation"), ("sum", "full")])
 def test_short_real_run_lowers_every_task_loss(tmp_path, aggregator, mode):
-    config = apply_overrides(resolve(load_config(CONFIG)), SMALL + [f"aggregator={aggregator!r}", f"mode={mode!r}"])
+    config = parse(load_config(CONFIG), SMALL + [f"aggregator={aggregator!r}", f"mode={mode!r}"])
     results = train(config, workdir=tmp_path / "run", progress=False)
     for task, metrics in results["test"].items():
         assert metrics["loss"] < 0.5 * results["first_train_loss"][task], (task, results)

@@ -9,14 +9,83 @@ all hosts.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from mtl_jax.errors import ConfigError
 from mtl_jax.types import PyTree
 
 DATA_AXIS = "data"
+
+# Variables through which a cluster tells JAX's own detection (jax.distributed.initialize()
+# without arguments) that this process is one of several.
+CLUSTER_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "SLURM_STEP_NUM_TASKS", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES")
+DEFAULT_HEARTBEAT_SECONDS = 20
+
+
+def cluster_environment(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the environment describes a multi-process job that JAX can detect itself."""
+    if environ.get("JAX_COORDINATOR_ADDRESS"):
+        return True
+    sizes = [environ.get(name, "") for name in ("SLURM_STEP_NUM_TASKS", "OMPI_COMM_WORLD_SIZE")]
+    return any(size.isdigit() and int(size) > 1 for size in sizes) or bool(environ.get("TPU_WORKER_HOSTNAMES"))
+
+
+def check_distributed_arguments(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
+    """ConfigError unless the three are all given (and consistent) or all left out."""
+    given = [value is not None for value in (coordinator, num_processes, process_id)]
+    if any(given) and not all(given):
+        raise ConfigError(
+            "--coordinator, --num-processes and --process-id go together; pass all three"
+            " (e.g. --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0) or none"
+        )
+    if not any(given):
+        return
+    host, sep, port = coordinator.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--coordinator {coordinator!r}: expected HOST:PORT with a port in 1..65535, e.g. 127.0.0.1:1234")
+    if num_processes < 1:
+        raise ConfigError(f"--num-processes {num_processes}: expected a positive integer")
+    if not 0 <= process_id < num_processes:
+        raise ConfigError(f"--process-id {process_id}: expected 0..{num_processes - 1} for {num_processes} processes")
+
+
+def initialize_distributed(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    heartbeat_timeout_seconds: int = DEFAULT_HEARTBEAT_SECONDS,
+) -> bool:
+    """Join a multi-process job with ``jax.distributed.initialize``; whether one was joined.
+
+    Explicit arguments win; else a cluster environment (``JAX_COORDINATOR_ADDRESS``, SLURM,
+    Open MPI, Cloud TPU) is left to JAX's own detection; else this stays a single process.
+    On CPUs, cross-process collectives need an implementation: Gloo (JAX 0.10 and 0.11).
+    A peer that dies is noticed by the coordination service's heartbeat within
+    ``heartbeat_timeout_seconds``; the survivors then fail instead of hanging.
+    """
+    check_distributed_arguments(coordinator, num_processes, process_id)
+    if coordinator is None and not cluster_environment():
+        return False
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # used by the CPU client only
+    jax.distributed.initialize(
+        coordinator_address=coordinator,
+        num_processes=num_processes,
+        process_id=process_id,
+        heartbeat_timeout_seconds=heartbeat_timeout_seconds,
+        initialization_timeout=max(heartbeat_timeout_seconds * 3, 60),
+    )
+    return True
+
+
+def is_lead_process() -> bool:
+    """Whether this process writes logs and results (process 0 of a multi-process job)."""
+    return jax.process_index() == 0
 
 
 def data_mesh(devices: list | None = None) -> Mesh:
@@ -37,9 +106,21 @@ def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
     """Copies of every leaf of ``tree`` on every device of ``mesh``.
 
     Always copies, so donating the result to the train step never deletes ``tree``'s buffers.
+    With several processes each one holds the same host values (same seed, same checkpoint)
+    and contributes its local devices' copies (``jax.make_array_from_callback``).
     """
-    copies = jax.tree.map(lambda leaf: leaf.copy(), tree)
-    return jax.device_put(copies, replicated(mesh))
+    if jax.process_count() == 1:
+        copies = jax.tree.map(lambda leaf: leaf.copy(), tree)
+        return jax.device_put(copies, replicated(mesh))
+    return jax.tree.map(lambda leaf: _replicated_from_host(leaf, replicated(mesh)), tree)
+
+
+def _replicated_from_host(leaf: Any, sharding: NamedSharding) -> jax.Array:
+    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        data = _replicated_from_host(jax.random.key_data(leaf), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+    host = np.asarray(jax.device_get(leaf))
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 class BatchShapeError(ValueError):

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs, initial_state
+from mtl_jax.aggregators.kinds import Aggregator, WeightingInputs, initial_state
 
 SPLIT = 30  # columns [0, 30) form a (T, 5, 6) leaf, the rest a (T, P − 30) leaf
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mtl_jax.aggregators import gramian
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs
+from mtl_jax.aggregators.kinds import Aggregator, WeightingInputs
 
 
 @functools.lru_cache(maxsize=None)

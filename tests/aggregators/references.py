@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs
+from mtl_jax.aggregators.kinds import Aggregator, WeightingInputs
 from tests.aggregators.jacobians import (
     aligned_jacobian,
     conflicting_jacobian,

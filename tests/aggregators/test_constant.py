@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mtl_jax.aggregators.base import WeightingInputs
 from mtl_jax.aggregators.constant import constant
+from mtl_jax.aggregators.kinds import GramianWeighting, LossWeighting, UniformWeighting, WeightingInputs
 from tests.aggregators.weighting_harness import TASK_COUNTS
 
 
@@ -24,7 +24,7 @@ def test_returns_the_given_weights(rng, num_tasks):
     np.testing.assert_allclose(np.asarray(weights), given, rtol=1e-6)
     jac = rng.standard_normal((num_tasks, 20))
     np.testing.assert_allclose(np.asarray(weights, np.float64) @ jac, given @ jac, rtol=1e-5, atol=1e-6)
-    assert aggregator.needs_gramian is False and state == ()
+    assert not isinstance(aggregator, GramianWeighting) and state == ()
 
 
 def test_build_time_validation():
@@ -44,9 +44,12 @@ def test_length_mismatch_at_init_and_trace_time():
         jax.jit(aggregator.weigh)(inputs_for(3), ())
 
 
-def test_equal_weights_declare_uniform_weight():
-    assert constant([1.0, 2.0]).uniform_weight is None
+def test_equal_weights_are_a_uniform_weighting():
+    assert isinstance(constant([1.0, 2.0]), LossWeighting)
     aggregator = constant([0.5, 0.5, 0.5])
-    assert aggregator.uniform_weight(3) == 0.5
+    assert isinstance(aggregator, UniformWeighting)
+    assert aggregator.weight(3) == 0.5
     with pytest.raises(ValueError):
-        aggregator.uniform_weight(2)
+        aggregator.weight(2)
+    with pytest.raises(ValueError):
+        aggregator.init(2)

@@ -28,7 +28,7 @@ def test_trajectory_matches_reference(rng, make, num_tasks, beta, beta_sigma):
         norms = np.linalg.norm(buffer, axis=1)
         alpha = norms.max() / (norms + 1e-8)
         d, weights, state = run_combine(aggregator, jac, losses, state=state)
-        np.testing.assert_allclose(from_pytree(state["buffer"]), buffer, rtol=1e-5, atol=1e-6 * np.abs(buffer).max())
+        np.testing.assert_allclose(from_pytree(state.buffer), buffer, rtol=1e-5, atol=1e-6 * np.abs(buffer).max())
         np.testing.assert_allclose(weights, alpha, rtol=1e-5)
         np.testing.assert_allclose(d, alpha @ buffer, rtol=1e-4, atol=1e-5 * np.abs(alpha @ buffer).max())
 
@@ -36,7 +36,7 @@ def test_trajectory_matches_reference(rng, make, num_tasks, beta, beta_sigma):
 def test_every_task_contributes_the_largest_norm(rng):
     jac = random_jacobian(rng, 3)
     d, weights, state = run_combine(db_mtl(0.0), jac, np.array([0.5, 1.0, 2.0]))
-    contributions = weights[:, None] * from_pytree(state["buffer"])
+    contributions = weights[:, None] * from_pytree(state.buffer)
     norms = np.linalg.norm(contributions, axis=1)
     np.testing.assert_allclose(norms, norms.max(), rtol=1e-5)
     np.testing.assert_allclose(d, contributions.sum(axis=0), rtol=1e-4, atol=1e-6)

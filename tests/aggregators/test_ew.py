@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mtl_jax.aggregators import get_aggregator, gramian, weighted_sum
-from mtl_jax.aggregators.base import WeightingInputs
+from mtl_jax.aggregators.kinds import UniformWeighting, WeightingInputs
 from mtl_jax.errors import ConfigError
 from tests.aggregators.jacobians import random_jacobian
 
@@ -49,7 +49,8 @@ def test_ew_update_is_the_sum_or_mean(rng, name, expected, num_tasks):
     inputs = WeightingInputs(None, losses, jax.random.key(0), jnp.array(0))
     weights, _ = jax.jit(aggregator.weigh)(inputs, aggregator.init(num_tasks))
     np.testing.assert_allclose(np.asarray(weights, np.float64) @ jac, expected(jac), rtol=1e-6)
-    assert aggregator.uniform_weight(num_tasks) == pytest.approx(float(weights[0]))
+    assert isinstance(aggregator, UniformWeighting)
+    assert aggregator.weight(num_tasks) == pytest.approx(float(weights[0]))
 
 
 def test_unknown_aggregator_names_the_accepted_values():

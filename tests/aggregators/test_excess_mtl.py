@@ -43,8 +43,8 @@ def test_trajectory_matches_reference(rng, make, num_tasks):
         d, weights, state = run_combine(aggregator, jac, state=state)
         np.testing.assert_allclose(weights, weights_ref, rtol=2e-5)
         np.testing.assert_allclose(d, weights_ref @ jac, rtol=1e-4, atol=1e-5 * np.abs(jac).max())
-    np.testing.assert_allclose(from_pytree(state["squared_sum"]), squares, rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(state["weights"]).sum(), num_tasks, rtol=1e-6)
+    np.testing.assert_allclose(from_pytree(state.squared_sum), squares, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(state.weights).sum(), num_tasks, rtol=1e-6)
 
 
 def test_first_step_uses_unit_weights_and_a_zero_task_keeps_ratio_zero(rng):

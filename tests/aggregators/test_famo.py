@@ -47,7 +47,7 @@ def test_trajectory(rng, num_tasks, lr, decay):
     weights, states = weigh_steps(famo(lr, decay), losses)
     weights_ref, logits_ref = reference(losses, lr, decay)
     for w, state, w_ref, xi_ref in zip(weights, states, weights_ref, logits_ref):
-        np.testing.assert_allclose(state["logits"], xi_ref, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(state.logits, xi_ref, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(w, w_ref, rtol=1e-4)
         np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-6)
 
@@ -55,7 +55,7 @@ def test_trajectory(rng, num_tasks, lr, decay):
 def test_task_that_improves_less_gains_weight():
     losses = [np.array([1.0, 1.0]), np.array([0.5, 0.99]), np.array([0.5, 0.99])]
     _, states = weigh_steps(famo(0.1), losses)
-    logits = states[1]["logits"]
+    logits = states[1].logits
     assert logits[1] > logits[0]  # task 1 barely improved: its logit grows
     with pytest.raises(ValueError, match="learning_rate"):
         famo(0.0)

@@ -75,5 +75,5 @@ def test_rejects_a_bad_leak():
 
 def test_needs_no_params_shaped_state(rng):
     jac = rng.standard_normal((3, 50))
-    assert AGGREGATOR.init(3) == () and AGGREGATOR.modes == ("full", "representation")
+    assert AGGREGATOR.init(3, shared_params_like(jac)) == () and AGGREGATOR.modes == ("full", "representation")
     assert shared_params_like(jac)["bias"].shape == (20,)

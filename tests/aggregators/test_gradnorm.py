@@ -38,7 +38,7 @@ def test_trajectory(rng, make, num_tasks):
     weights, states = weigh_steps(gradnorm(1.5, 0.05), losses, jacobians)
     for w, w_ref in zip(weights, reference(jacobians, losses, 1.5, 0.05)):
         np.testing.assert_allclose(w, w_ref, rtol=1e-5)
-    np.testing.assert_allclose(states[-1]["initial_losses"], losses[0], rtol=1e-6)
+    np.testing.assert_allclose(states[-1].initial_losses, losses[0], rtol=1e-6)
 
 
 def test_weights_move_towards_equal_weighted_norms(rng):

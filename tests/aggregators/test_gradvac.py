@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mtl_jax.aggregators.gradvac import DEFAULT_BETA, gradvac, gradvac_weights
+from mtl_jax.aggregators.gradvac import DEFAULT_BETA, GradVacState, gradvac, gradvac_weights
 from mtl_jax.aggregators.pcgrad import pcgrad_weights, random_visit_orders
 from tests.aggregators.weighting_harness import CASE_IDS, CASES, assert_update_close, run
 
@@ -60,14 +60,14 @@ def test_state_evolution_matches_reference(rng, make, num_tasks):
         # ‖g_i'‖ = √(wᵀGw) loses half the digits when g_i' cancels to ~0 (antiparallel pairs):
         # an absolute error up to ~√eps_64 of the gradient scale.
         assert_update_close(w64 @ jac, expected, jac, 1e-7)
-        np.testing.assert_allclose(state64, ref_targets, atol=1e-10)
+        np.testing.assert_allclose(state64.targets, ref_targets, atol=1e-10)
         if margin > 1e-4:
             # float32: cosines from a float32 G are good to ~1e-6 and the few sequential
             # adjustments compound it; beyond this margin both take the same branches.
             assert_update_close(w32 @ jac, expected, jac, 1e-4)
-            np.testing.assert_allclose(state32, ref_targets, atol=1e-5)
+            np.testing.assert_allclose(state32.targets, ref_targets, atol=1e-5)
         else:  # a near-tie decision: restart the float32 chain from the reference state
-            state32 = ref_targets.astype(np.float32)
+            state32 = GradVacState(targets=ref_targets.astype(np.float32))
 
 
 def test_zero_targets_reduce_to_pcgrad(rng):
@@ -105,6 +105,6 @@ def test_paper_default_and_initial_state():
     aggregator = gradvac()
     assert DEFAULT_BETA == 1e-2
     state = aggregator.init(3)
-    assert state.shape == (3, 3) and not np.any(np.asarray(state))
+    assert state.targets.shape == (3, 3) and not np.any(np.asarray(state.targets))
     with pytest.raises(ValueError):
         gradvac(0.0)

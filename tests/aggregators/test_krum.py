@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mtl_jax.aggregators.base import WeightingInputs
+from mtl_jax.aggregators.kinds import WeightingInputs
 from mtl_jax.aggregators.krum import krum
 from tests.aggregators.weighting_harness import CASE_IDS, CASES, run
 

@@ -47,9 +47,9 @@ def test_state_trajectory_matches_reference(rng, make, num_tasks, normalize):
         d, weights, state = run_combine(aggregator, jac, losses, state=state)
         scale = np.abs(y).max()
         np.testing.assert_allclose(weights, lam, atol=2e-5)
-        np.testing.assert_allclose(from_pytree(state["tracked"]), y, atol=1e-5 * scale)
+        np.testing.assert_allclose(from_pytree(state.tracked), y, atol=1e-5 * scale)
         np.testing.assert_allclose(d, d_ref, atol=3e-5 * np.linalg.norm(y, axis=1).max() + 1e-7)
-        assert int(state["count"]) == k
+        assert int(state.count) == k
         np.testing.assert_allclose(weights.sum(), 1.0, atol=1e-6)
         assert np.all(weights >= 0)
 
@@ -68,8 +68,10 @@ def test_projection_matches_bisection(rng):
 def test_full_mode_only_and_params_shaped_state(rng):
     aggregator = moco()
     assert aggregator.modes == ("full",)
-    with pytest.raises(TypeError, match="initial_state"):
-        aggregator.init(3)
+    shared = {"kernel": np.zeros((4, 2), np.float32), "bias": np.zeros((2,), np.float32)}
+    state = aggregator.init(3, shared)
+    assert {k: v.shape for k, v in state.tracked.items()} == {"kernel": (3, 4, 2), "bias": (3, 2)}
+    np.testing.assert_array_equal(state.weights, np.full(3, 1 / 3, np.float32))
 
 
 @pytest.mark.parametrize("option", [{"beta": 0.0}, {"gamma": -1.0}, {"rho": -0.1}])

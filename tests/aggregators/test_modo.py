@@ -23,7 +23,7 @@ def test_trajectory(rng, make, num_tasks, gamma, rho):
         lam = project_simplex_reference(lam - gamma * (jac @ jac.T @ lam + rho * lam))
         weights, state = run(aggregator, jac, x64=False, state=state)
         np.testing.assert_allclose(weights, lam, atol=2e-6 * max(1.0, gamma * np.abs(jac @ jac.T).max()))
-        np.testing.assert_allclose(state, weights, atol=1e-7)
+        np.testing.assert_allclose(state.weights, weights, atol=1e-7)
         assert_update_close(weights @ jac, lam @ jac, jac, 1e-5)
 
 

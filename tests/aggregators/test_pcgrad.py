@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mtl_jax.aggregators import get_aggregator, gramian, pcgrad_weights, random_visit_orders
-from mtl_jax.aggregators.base import WeightingInputs
+from mtl_jax.aggregators.kinds import WeightingInputs
 from tests.aggregators.jacobians import (
     aligned_jacobian,
     conflicting_jacobian,

@@ -34,7 +34,7 @@ def test_trajectory(rng, num_tasks, mu):
         else:
             expected = numeric_gradient(lambda x: smooth_tchebycheff(x, nadir, mu), step_losses)
         np.testing.assert_allclose(w, expected, rtol=1e-4)
-    np.testing.assert_allclose(states[-1]["loss_sum"] / WARMUP, nadir, rtol=1e-6)
+    np.testing.assert_allclose(states[-1].loss_sum / WARMUP, nadir, rtol=1e-6)
 
 
 def test_small_mu_concentrates_on_the_worst_task():

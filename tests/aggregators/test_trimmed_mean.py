@@ -42,6 +42,6 @@ def test_an_outlier_task_is_ignored(rng):
 
 def test_too_few_tasks_is_a_clear_error():
     with pytest.raises(ValueError, match="trim=1 needs more than 2 tasks, the model has 2"):
-        trimmed_mean(1).init(2)
+        trimmed_mean(1).init(2, {})
     with pytest.raises(ValueError, match="integer trim"):
         trimmed_mean(-1)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mtl_jax.aggregators import gramian
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs
+from mtl_jax.aggregators.kinds import Aggregator, WeightingInputs
 from tests.aggregators.jacobians import (
     aligned_jacobian,
     conflicting_jacobian,

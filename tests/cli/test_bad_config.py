@@ -12,8 +12,10 @@ import pytest
 
 from mtl_jax.cli.main import main
 from mtl_jax.data.spec import DatasetSpec, TaskSpec
+from mtl_jax.errors import DataError
 from mtl_jax.training import data_source
-from tests.training.small_run import CONFIG, train_args
+from mtl_jax.training.experiment import Experiment
+from tests.training.small_run import CONFIG, tiny_config, train_args
 
 CASES = [
     (["aggregator='pcgard'"], r"'aggregator' is 'pcgard'; did you mean 'pcgrad'\?.*Accepted values: .*upgrad"),
@@ -72,18 +74,12 @@ def test_bad_config_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, over
     assert not workdir.exists()
 
 
-def test_labels_that_do_not_fit_the_head(tmp_path, capsys, monkeypatch):
-    original = data_source.open_data
-
-    def narrow_heads(config):
-        data = original(config)
-        spec = DatasetSpec(data.spec.name, data.spec.input, (TaskSpec("left", "classification", 5), data.spec.tasks[1]))
-        return data_source.TrainingData(dataclasses.replace(data.opened, spec=spec))
-
-    monkeypatch.setattr(data_source, "open_data", narrow_heads)
-    code = main(train_args(tmp_path / "run"))
-    assert_one_line_exit_2(code, capsys.readouterr().err, r"task 'left': label \d does not fit the head's 5 classes \(accepted: 0..4\)")
-    assert not (tmp_path / "run").exists()
+def test_labels_that_do_not_fit_the_head(tmp_path):
+    config = tiny_config()
+    data = data_source.open_data(config)
+    spec = DatasetSpec(data.spec.name, data.spec.input, (TaskSpec("left", "classification", 5), data.spec.tasks[1]))
+    with pytest.raises(DataError, match=r"task 'left': label \d does not fit the head's 5 classes \(accepted: 0..4\)"):
+        Experiment.from_config(config, data=dataclasses.replace(data, spec=spec))
 
 
 @pytest.mark.parametrize(

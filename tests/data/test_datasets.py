@@ -27,7 +27,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def first_batch(opened, size: int = 8) -> dict:
-    return next(opened.train_batches(size, 0, process_index=0, process_count=1))
+    return next(opened.train_batches("train", batch_size=size, seed=0, process_index=0, process_count=1))
 
 
 def check_conventions(opened, batch: dict) -> None:
@@ -94,7 +94,7 @@ def test_turkish_ud_tag_sets_from_train(data_dir: Path) -> None:
     check_conventions(opened, first_batch(opened))
     morph = opened.spec.task("morph")
     assert morph.class_names[-1] == "<unseen>"
-    batches = list(opened.eval_batches("train", 16))
+    batches = list(opened.eval_batches("train", batch_size=16))
     seen = np.concatenate([b["morph"][b["morph_mask"]] for b in batches])
     assert set(seen.tolist()) == set(range(morph.num_outputs - 1))  # every train tag, never <unseen>
     assert all(b["tokens"].shape[1] == opened.buckets[-1] for b in batches)
@@ -102,7 +102,7 @@ def test_turkish_ud_tag_sets_from_train(data_dir: Path) -> None:
 
 def test_qm9_graph_batches_and_target_units(data_dir: Path) -> None:
     opened = open_dataset("qm9", data_dir, **SLICES["qm9"])
-    batch = next(opened.eval_batches("test", 8))
+    batch = next(opened.eval_batches("test", batch_size=8))
     check_conventions(opened, batch)
     assert batch["atomic_numbers"].shape == (8, 29) and batch["positions"].shape == (8, 29, 3)
     examples = [opened.splits["test"][i] for i in range(8)]
@@ -120,7 +120,7 @@ def test_images_and_yeast(data_dir: Path) -> None:
     check_conventions(mnist, batch)
     assert batch["image"].shape == (8, 28, 28) and batch["left_mask"].all()
     yeast = open_dataset("yeast", data_dir, **SLICES["yeast"])
-    batch = next(yeast.eval_batches("validation", 8))
+    batch = next(yeast.eval_batches("validation", batch_size=8))
     check_conventions(yeast, batch)
     np.testing.assert_array_equal(batch["functions"], [yeast.splits["validation"][i]["labels"] for i in range(8)])
 
@@ -145,13 +145,13 @@ def test_precollated_columns_give_the_batches_of_direct_collation(data_dir: Path
         opened.splits["train"], 8, 3, collate=opened.collate, lengths=lengths, buckets=opened.buckets,
         process_index=0, process_count=1,
     )  # fmt: skip
-    columns = opened.train_batches(8, 3, process_index=0, process_count=1)
+    columns = opened.train_batches("train", batch_size=8, seed=3, process_index=0, process_count=1)
     for _ in range(5):
         expected, got = next(direct), next(columns)
         assert sorted(expected) == sorted(got)
         for key in expected:
             np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
     raw_eval = list(pipeline.eval_batches(opened.splits["test"], 8, opened.collate, label_keys=opened.label_keys, length=opened.max_length))
-    for expected, got in zip(raw_eval, opened.eval_batches("test", 8), strict=True):
+    for expected, got in zip(raw_eval, opened.eval_batches("test", batch_size=8), strict=True):
         for key in expected:
             np.testing.assert_array_equal(got[key], expected[key], err_msg=key)

@@ -34,7 +34,7 @@ def test_mixing_proportions_within_tolerance(rng, strategy: str, temperature: fl
     expected = np.asarray(sizes, float) ** (1 / temperature)
     expected /= expected.sum()
     np.testing.assert_allclose(mixed.probabilities(), expected)
-    iterator = mixed.train_batches(4, 9, process_index=0, process_count=1)
+    iterator = mixed.train_batches("train", batch_size=4, seed=9, process_index=0, process_count=1)
     origins = np.array([next(iterator)["origin"][0] for _ in range(1500)])
     counts = np.array([(origins == i + 1).sum() for i in range(3)])
     # binomial standard error at n=1500 is at most 0.013; allow 4 of them
@@ -44,27 +44,27 @@ def test_mixing_proportions_within_tolerance(rng, strategy: str, temperature: fl
 def test_round_robin_and_resume(rng) -> None:
     datasets = [feature_dataset(rng, "a", "task0", 30), feature_dataset(rng, "bb", "task1", 50)]
     mixed = mix(datasets, "round_robin")
-    iterator = mixed.train_batches(6, 1, process_index=0, process_count=1)
+    iterator = mixed.train_batches("train", batch_size=6, seed=1, process_index=0, process_count=1)
     batches = [next(iterator) for _ in range(14)]
     assert [int(b["origin"][0]) for b in batches] == [1, 2] * 7
-    restarted = mixed.train_batches(6, 1, process_index=0, process_count=1)
+    restarted = mixed.train_batches("train", batch_size=6, seed=1, process_index=0, process_count=1)
     for _ in range(5):
         next(restarted)
     state = json.loads(json.dumps(restarted.get_state()))
-    resumed = mix(datasets, "round_robin").train_batches(6, 1, process_index=0, process_count=1)
+    resumed = mix(datasets, "round_robin").train_batches("train", batch_size=6, seed=1, process_index=0, process_count=1)
     resumed.set_state(state)
     for expected in batches[5:]:
         batch = next(resumed)
         for key in expected:
             np.testing.assert_array_equal(batch[key], expected[key])
     with pytest.raises(DataError, match="seed"):
-        mixed.train_batches(6, 2, process_index=0, process_count=1).set_state(state)
+        mixed.train_batches("train", batch_size=6, seed=2, process_index=0, process_count=1).set_state(state)
 
 
 def test_absent_task_has_zero_loss_and_gradient_in_the_step(rng) -> None:
     datasets = [feature_dataset(rng, "a", "task0", 32), feature_dataset(rng, "bb", "task1", 32)]
     mixed = mix(datasets, "round_robin")
-    batch = next(mixed.train_batches(8, 0, process_index=0, process_count=1))
+    batch = next(mixed.train_batches("train", batch_size=8, seed=0, process_index=0, process_count=1))
     assert int(batch["origin"][0]) == 1 and not batch["task1_mask"].any() and batch["task0_mask"].all()
     batch = {k: v for k, v in batch.items() if k != "origin"}
     model, params = small_model(2)
@@ -89,7 +89,7 @@ def test_joint_vocabulary_and_selected_tasks(tmp_path) -> None:
     vocabulary = mixed.datasets[0].vocabulary
     assert mixed.spec.input.vocab_size == len(vocabulary) == len(set(turkish.vocabulary) | set(dante.vocabulary))
     assert mixed.datasets[1].vocabulary == vocabulary
-    iterator = mixed.train_batches(8, 0, process_index=0, process_count=1)
+    iterator = mixed.train_batches("train", batch_size=8, seed=0, process_index=0, process_count=1)
     for _ in range(6):
         batch = next(iterator)
         assert set(batch) == {"tokens", "tokens_mask", "coarse_pos", "coarse_pos_mask", "upos", "upos_mask", "joy", "joy_mask"}

@@ -26,7 +26,7 @@ TEXT_TASKS = ["upos", "joy", "trust"]  # a token-level task and two sentence-lev
 
 def real_batch(name: str, size: int = 32) -> tuple:
     opened = open_dataset(name, **SLICES[name])
-    return opened.spec, next(opened.train_batches(size, 0, process_index=0, process_count=1))
+    return opened.spec, next(opened.train_batches("train", batch_size=size, seed=0, process_index=0, process_count=1))
 
 
 @pytest.mark.slow

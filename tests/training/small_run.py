@@ -27,6 +27,13 @@ def overrides(**changes) -> list[str]:
     return [f"{key}={value!r}" for key, value in values.items()]
 
 
+def tiny_config(**changes):
+    """The tiny experiment as a checked :class:`~mtl_jax.config.RunConfig`."""
+    from mtl_jax.config import load_config, parse  # noqa: PLC0415
+
+    return parse(load_config(CONFIG), overrides(**changes))
+
+
 def train_args(workdir: Path, *extra: str, **changes) -> list[str]:
     """``mtl-jax`` arguments that train the tiny experiment in ``workdir``."""
     sets = [x for item in overrides(**changes) for x in ("--set", item)]

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from mtl_jax.aggregators import get_aggregator
-from mtl_jax.training.checkpoint import Checkpointer, CorruptCheckpointWarning, flatten_state
+from mtl_jax.training.checkpoint import Checkpointer, ChecksumError, CorruptCheckpointWarning, flatten_state
 from mtl_jax.surgery.nonfinite import skip_nonfinite_updates
 from mtl_jax.surgery.state import create_train_state
 from tests.helpers import small_model
@@ -84,3 +84,30 @@ def test_corrupt_latest_falls_back_to_previous_with_a_warning(rng, tmp_path, dam
     checkpointer.close()
     assert step == 1 and extra == {"n": 1}
     assert_identical(restored, older)
+
+
+def test_random_bytes_in_a_data_file_are_caught_by_the_checksums(rng, tmp_path):
+    """Orbax reads a damaged array chunk without complaint; the saved checksums catch it."""
+    def state():
+        return {"w": rng.standard_normal((256, 256)).astype(np.float32), "b": rng.standard_normal(7).astype(np.float32)}
+
+    older, newer = state(), state()
+    checkpointer = Checkpointer(tmp_path, keep=3)
+    checkpointer.save(1, older, {"n": 1})
+    checkpointer.save(2, newer, {"n": 2})
+    checkpointer.close()
+    data = [p for p in (tmp_path / "2").rglob("*") if p.is_file() and p.parent.name == "d" and p.stat().st_size > 100_000]
+    assert len(data) == 1  # the chunk of "w"
+    raw = bytearray(data[0].read_bytes())
+    offset = int(rng.integers(1024, len(raw) - 1024))
+    raw[offset : offset + 8] = bytes(255 - b for b in raw[offset : offset + 8])  # same size, other bytes
+    data[0].write_bytes(bytes(raw))
+    checkpointer = Checkpointer(tmp_path, keep=3, read_only=True)
+    with pytest.raises(ChecksumError, match="step 2: 1 arrays fail their checksum, e.g. 'w'"):
+        checkpointer.restore_arrays(2)
+    with pytest.warns(CorruptCheckpointWarning, match="step 2 .* unreadable .ChecksumError.*restored step 1 instead"):
+        step, restored, extra = checkpointer.restore_latest(state())
+    checkpointer.close()
+    assert step == 1 and extra == {"n": 1}
+    for name in older:
+        np.testing.assert_array_equal(restored[name], older[name])

@@ -3,20 +3,23 @@ run stops with a message naming the task and the step."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 
 import jax
 import numpy as np
 import optax
 import pytest
 
-from mtl_jax.cli.main import main
 from mtl_jax.data.columns import ColumnSource
 from mtl_jax.data.pipeline import epoch_permutation
-from mtl_jax.training import data_source
 from mtl_jax.surgery.nonfinite import keep_state_when_nonfinite, skip_nonfinite_updates, skipped_updates
+from mtl_jax.training import data_source
+from mtl_jax.training.checkpoint import Checkpointer
+from mtl_jax.training.experiment import Experiment
+from mtl_jax.training.hooks import NonFiniteLossError
+from mtl_jax.training.loop import train
 from tests.helpers import random_batch, small_model, state_and_step
-from tests.training.small_run import train_args
+from tests.training.small_run import tiny_config
 
 
 @pytest.mark.parametrize("aggregator", ["pcgrad", "gradvac"])
@@ -55,7 +58,7 @@ def test_aggregator_state_is_kept_on_nonfinite_inputs(rng):
 
 def test_jacobian_level_state_is_kept_on_a_nonfinite_jacobian(rng):
     from mtl_jax.aggregators import WeightingInputs, get_aggregator
-    from mtl_jax.aggregators.base import initial_state
+    from mtl_jax.aggregators import initial_state
 
     aggregator = keep_state_when_nonfinite(get_aggregator("moco"))
     shared = {"w": rng.standard_normal((4, 3)).astype(np.float32)}
@@ -75,34 +78,34 @@ def test_jacobian_level_state_is_kept_on_a_nonfinite_jacobian(rng):
 POISONED_STEP = 3  # 0-based index of the batch that holds the NaN image
 
 
-@pytest.fixture
-def poisoned_data(monkeypatch):
-    """The tiny MultiMNIST with one NaN image, in the batch of step POISONED_STEP."""
-    original = data_source.open_data
-
-    def open_poisoned(config):
-        data = original(config)
-        columns = data.opened.columns("train")
-        arrays = {key: value.copy() for key, value in columns.arrays.items()}
-        order = epoch_permutation(len(columns), config["seed"], 0)
-        arrays["image"][order[POISONED_STEP * config["batch_size"] + 5]] = np.nan
-        data.opened._columns["train"] = ColumnSource(arrays)  # what train_batches will read
-        return data
-
-    monkeypatch.setattr(data_source, "open_data", open_poisoned)
+@pytest.fixture(scope="module")
+def poisoned() -> Experiment:
+    """The tiny MultiMNIST experiment (8 steps) with one NaN image, in the batch of step
+    POISONED_STEP; one compiled step for both tests."""
+    config = tiny_config(steps=8)
+    data = data_source.open_data(config)
+    columns = data.columns("train")
+    arrays = {key: value.copy() for key, value in columns.arrays.items()}
+    order = epoch_permutation(len(columns), config.seed, 0)
+    arrays["image"][order[POISONED_STEP * config.batch_size + 5]] = np.nan
+    data._columns["train"] = ColumnSource(arrays)  # what train_batches will read
+    return Experiment.from_config(config, data=data)
 
 
 @pytest.mark.slow
-def test_skip_mode_counts_and_finishes_with_finite_params(tmp_path, poisoned_data, capsys):
-    assert main(train_args(tmp_path / "run", "--json", steps=8)) == 0
-    results = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+def test_skip_mode_counts_and_finishes_with_finite_params(tmp_path, poisoned):
+    results = train(poisoned, workdir=tmp_path / "run", progress=False)
     assert results["skipped_updates"] == 1
     assert all(np.isfinite(v) for named in results["test"].values() for v in named.values())
 
 
 @pytest.mark.slow
-def test_stop_mode_names_the_task_and_the_step(tmp_path, poisoned_data, capsys):
-    code = main(train_args(tmp_path / "run", steps=8, nonfinite="stop"))
-    err = capsys.readouterr().err
-    assert code == 1
-    assert f"task 'left' is nan at step {POISONED_STEP + 1}" in err, err
+def test_stop_mode_names_the_task_and_the_step(tmp_path, poisoned):
+    stopping = dataclasses.replace(poisoned, config=dataclasses.replace(poisoned.config, nonfinite="stop"))
+    with pytest.raises(NonFiniteLossError, match=f"task 'left' is nan at step {POISONED_STEP + 1}"):
+        train(stopping, workdir=tmp_path / "run", progress=False)
+    checkpointer = Checkpointer(tmp_path / "run" / "checkpoints", read_only=True)
+    steps = checkpointer.steps()
+    arrays, _ = checkpointer.restore_arrays(steps[-1])
+    checkpointer.close()
+    assert steps == [4] and all(np.all(np.isfinite(a)) for a in arrays.values() if a.dtype.kind == "f")

@@ -85,6 +85,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, uninterrupted):
     log = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line.endswith("}")]
     resumed = [r for r in log if r.get("event") == "resumed"]
     assert len(resumed) == 1 and 0 < resumed[0]["step"] <= killed_at
+    assert [r["step"] for r in log if r["split"] == "train"] == list(range(1, STEPS + 1))  # each step once
     assert_bit_identical(final_flat_state(workdir), uninterrupted)
 
 
@@ -101,3 +102,19 @@ def test_sigterm_saves_exits_zero_and_resumes_exactly(tmp_path, uninterrupted):
     checkpointer.close()
     run_to_end(workdir)
     assert_bit_identical(final_flat_state(workdir), uninterrupted)
+
+
+def test_ctrl_c_saves_and_exits_130_like_sigterm(tmp_path):
+    """Ctrl-C takes SIGTERM's path (the same hook stops the loop and the same save runs, whose
+    exact resume the test above checks); here: the exit code, the message, the checkpoint."""
+    workdir = tmp_path / "run"
+    process = start_and_interrupt(workdir, signal.SIGINT, after_step=100)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "stopped by Ctrl-C at step" in stdout and "Traceback" not in stderr
+    stopped_at = int(stdout.split("at step ")[1].split(";")[0])
+    checkpointer = Checkpointer(workdir / "checkpoints", keep=3)
+    assert checkpointer.steps()[-1] == stopped_at
+    checkpointer.close()
+    log = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert log[-1] == {"step": stopped_at, "split": "run", "event": "interrupted"}

@@ -27,7 +27,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs
+from mtl_jax.aggregators.kinds import EmptyState, GramianWeighting, WeightingInputs
 from mtl_jax.aggregators.psd import DEFAULT_RTOL, psd_spectrum, safe_inverse
 
 
@@ -47,8 +47,11 @@ def aligned_mtl_weights(
     return balance_transformation(gramian, rtol) @ preferences.astype(gramian.dtype)
 
 
-def aligned_mtl(preferences: Sequence[float] | None = None, rtol: float = DEFAULT_RTOL) -> Aggregator:
-    """Aligned-MTL with task preferences w (default uniform 1/T) and min-eigenvalue scaling."""
+def aligned_mtl(preferences: Sequence[float] | None = None, rtol: float = DEFAULT_RTOL) -> GramianWeighting:
+    """Aligned-MTL (Senushkin et al. 2023): condition-number-1 aligned gradient system, min-eigenvalue scale.
+
+    Task preferences w default to uniform 1/T.
+    """
     fixed = None if preferences is None else tuple(float(p) for p in preferences)
 
     def check(num_tasks: int) -> None:
@@ -57,9 +60,9 @@ def aligned_mtl(preferences: Sequence[float] | None = None, rtol: float = DEFAUL
                 f"aligned_mtl got {len(fixed)} preferences for {num_tasks} tasks"
             )
 
-    def init(num_tasks: int):
+    def init(num_tasks: int) -> EmptyState:
         check(num_tasks)
-        return ()
+        return EmptyState()
 
     def weigh(inputs: WeightingInputs, state):
         num_tasks = inputs.gramian.shape[0]
@@ -70,4 +73,4 @@ def aligned_mtl(preferences: Sequence[float] | None = None, rtol: float = DEFAUL
             prefs = jnp.asarray(fixed, inputs.gramian.dtype)
         return aligned_mtl_weights(inputs.gramian, prefs, rtol), state
 
-    return Aggregator("aligned_mtl", init, weigh)
+    return GramianWeighting("aligned_mtl", init, weigh)

@@ -58,7 +58,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs, no_state
+from mtl_jax.aggregators.kinds import GramianWeighting, WeightingInputs, no_state
 from mtl_jax.aggregators.qp import (
     MAX_ENUMERATED_TASKS,
     by_platform,
@@ -199,10 +199,10 @@ def _weigh(inputs: WeightingInputs, state, c: float, rescale: bool):
     return cagrad_weights(inputs.gramian, c, rescale), state
 
 
-def cagrad(c: float = 0.4, rescale: bool = False) -> Aggregator:
-    """CAGrad with conflict-aversion radius c (default 0.4) around the mean gradient."""
+def cagrad(c: float = 0.4, rescale: bool = False) -> GramianWeighting:
+    """CAGrad (Liu et al. 2021, c=0.4): best worst-case improvement near the mean gradient."""
     if not 0.0 <= c < 1.0:
         raise ValueError(f"CAGrad needs 0 <= c < 1, got {c}")
-    return Aggregator(
+    return GramianWeighting(
         "cagrad", no_state, functools.partial(_weigh, c=float(c), rescale=bool(rescale))
     )

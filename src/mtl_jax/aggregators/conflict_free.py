@@ -31,7 +31,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs, no_state
+from mtl_jax.aggregators.kinds import GramianWeighting, WeightingInputs, no_state
 from mtl_jax.aggregators.psd import DEFAULT_RTOL, inverse_norms, psd_spectrum, safe_inverse
 
 # ‖Π 1‖² / T below this (Π the projector on range(C)) means "1 is orthogonal to range(C)".
@@ -54,10 +54,10 @@ def config_weights(gramian: jax.Array, rtol: float = DEFAULT_RTOL) -> jax.Array:
     return jnp.where(ok, alpha * projection_sum / jnp.where(ok, squared_norm, 1.0), 0.0)
 
 
-def config(rtol: float = DEFAULT_RTOL) -> Aggregator:
-    """ConFIG (Liu et al. 2024): pseudo-inverse of the unit gradients, rescaled by Σ projections."""
+def config(rtol: float = DEFAULT_RTOL) -> GramianWeighting:
+    """ConFIG (Liu et al. 2024): pseudo-inverse of unit gradients, rescaled by the sum of projections."""
 
     def weigh(inputs: WeightingInputs, state):
         return config_weights(inputs.gramian, rtol), state
 
-    return Aggregator("config", no_state, weigh)
+    return GramianWeighting("config", no_state, weigh)

@@ -3,8 +3,8 @@ scalarisation with a static weighted sum of the losses). No paper; no default we
 
 The number of weights is checked when the aggregator is built (non-empty, finite, 1-D), again
 when the state is created (``init(num_tasks)``) and at trace time (the number of losses), with
-an error naming both counts. Equal weights c·1 declare ``uniform_weight``, so the step may skip
-the Jacobian as it does for EW.
+an error naming both counts. Unequal weights are a loss weighting (one weighted backward
+pass); equal weights c·1 are a uniform weighting, so the step skips the Jacobian as for EW.
 """
 
 from __future__ import annotations
@@ -14,11 +14,14 @@ from typing import Sequence
 
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs
+from mtl_jax.aggregators.kinds import EmptyState, LossWeighting, UniformWeighting, WeightingInputs, float_dtype
 
 
-def constant(weights: Sequence[float]) -> Aggregator:
-    """Fixed task weights ``weights`` (one per task, in task order)."""
+def constant(weights: Sequence[float]) -> LossWeighting | UniformWeighting:
+    """Constant: fixed user weights, option weights=[w_1, ..., w_T] (required).
+
+    One weight per task, in task order.
+    """
     try:
         values = tuple(float(w) for w in weights)
     except TypeError as error:
@@ -35,20 +38,20 @@ def constant(weights: Sequence[float]) -> Aggregator:
                 f"{num_tasks} tasks"
             )
 
-    def init(num_tasks: int):
-        check(num_tasks)
-        return ()
-
-    def weigh(inputs: WeightingInputs, state):
-        check(inputs.losses.shape[0])
-        dtype = inputs.losses.dtype if jnp.issubdtype(inputs.losses.dtype, jnp.floating) else jnp.float32
-        return jnp.asarray(values, dtype), state
-
-    uniform_weight = None
     if all(v == values[0] for v in values):
 
-        def uniform_weight(num_tasks: int) -> float:
+        def weight(num_tasks: int) -> float:
             check(num_tasks)
             return values[0]
 
-    return Aggregator("constant", init, weigh, needs_gramian=False, uniform_weight=uniform_weight)
+        return UniformWeighting("constant", weight)
+
+    def init(num_tasks: int) -> EmptyState:
+        check(num_tasks)
+        return EmptyState()
+
+    def weigh(inputs: WeightingInputs, state):
+        check(inputs.losses.shape[0])
+        return jnp.asarray(values, float_dtype(inputs.losses)), state
+
+    return LossWeighting("constant", init, weigh)

@@ -21,15 +21,21 @@ gradient, parallel gradients) the averaged λ depends on the solver's choice; d�
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs
+from mtl_jax.aggregators.kinds import GramianWeighting, WeightingInputs
 from mtl_jax.aggregators.mgda import mgda_weights
 
 DEFAULT_ALPHA = 0.9
+
+
+class CRMOGMState(NamedTuple):
+    """weights: (T,) the averaged simplex weights λ_{k−1}."""
+
+    weights: jax.Array
 
 Solver = Callable[[jax.Array], jax.Array]
 
@@ -39,17 +45,20 @@ def cr_mogm_weights(instant_weights: jax.Array, previous: jax.Array, alpha: floa
     return alpha * previous.astype(instant_weights.dtype) + (1.0 - alpha) * instant_weights
 
 
-def cr_mogm(alpha: float = DEFAULT_ALPHA, solver: Solver | None = None) -> Aggregator:
-    """CR-MOGM on MGDA: min-norm weights exponentially averaged with coefficient ``alpha``."""
+def cr_mogm(alpha: float = DEFAULT_ALPHA, solver: Solver | None = None) -> GramianWeighting:
+    """CR-MOGM (Zhou et al. 2022): EMA (alpha=0.9) of MGDA min-norm weights.
+
+    ``solver(gramian) -> weights`` replaces MGDA's min-norm solver if given.
+    """
     if not 0.0 <= alpha < 1.0:
         raise ValueError(f"cr_mogm needs 0 <= alpha < 1, got {alpha}")
 
-    def init(num_tasks: int) -> jax.Array:
-        return jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32)
+    def init(num_tasks: int) -> CRMOGMState:
+        return CRMOGMState(weights=jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32))
 
-    def weigh(inputs: WeightingInputs, state: jax.Array):
+    def weigh(inputs: WeightingInputs, state: CRMOGMState):
         solve = solver if solver is not None else mgda_weights
-        weights = cr_mogm_weights(solve(inputs.gramian), state, alpha)
-        return weights, weights.astype(state.dtype)
+        weights = cr_mogm_weights(solve(inputs.gramian), state.weights, alpha)
+        return weights, CRMOGMState(weights=weights.astype(state.weights.dtype))
 
-    return Aggregator("cr_mogm", init, weigh)
+    return GramianWeighting("cr_mogm", init, weigh)

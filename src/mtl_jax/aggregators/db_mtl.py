@@ -19,56 +19,57 @@ DB-MTL is Jacobian-level and supports only the full mode (as in LibMTL).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import (
-    Aggregator,
-    PyTree,
-    WeightingInputs,
-    jacobian_only_weigh,
-    params_shaped_state,
-)
 from mtl_jax.aggregators.gramian import weighted_sum
 from mtl_jax.aggregators.jacobian_ops import at_least_float32, row_squared_norms, scale_rows, zeros_rows
+from mtl_jax.aggregators.kinds import JacobianAggregator, JacobianUpdate, WeightingInputs
+from mtl_jax.types import PyTree
 
 DEFAULT_BETA = 0.9
 DEFAULT_BETA_SIGMA = 0.0
 LOSS_EPS = 1e-8
 
 
+class DBMTLState(NamedTuple):
+    """DB-MTL's moving averages of the log-loss gradients and its step count.
+
+    Attributes:
+      buffer: ĝ, a Jacobian pytree shaped like the shared parameters.
+      count: k, the number of steps taken.
+    """
+
+    buffer: PyTree
+    count: jax.Array
+
+
 def db_mtl_update(
-    jacobian: PyTree, losses: jax.Array, state: dict, beta: float, beta_sigma: float
-) -> tuple[PyTree, jax.Array, dict]:
-    """One DB-MTL step: (d, α, new state {"buffer": ĝ, "count": k})."""
-    count = state["count"] + 1
+    jacobian: PyTree, losses: jax.Array, state: DBMTLState, beta: float, beta_sigma: float
+) -> JacobianUpdate:
+    """One DB-MTL step: (d, α, new state)."""
+    count = state.count + 1
     beta_k = beta / count.astype(jnp.float32) ** beta_sigma
     log_grads = scale_rows(1.0 / (at_least_float32(losses) + LOSS_EPS), jacobian)
     buffer = jax.tree.map(
-        lambda b, h: h.astype(b.dtype) + beta_k * (b - h.astype(b.dtype)), state["buffer"], log_grads
+        lambda b, h: h.astype(b.dtype) + beta_k * (b - h.astype(b.dtype)), state.buffer, log_grads
     )
     norms = jnp.sqrt(row_squared_norms(buffer))
     scales = norms.max() / (norms + 1e-8)
-    return weighted_sum(scales, buffer), scales, {"buffer": buffer, "count": count}
+    return JacobianUpdate(weighted_sum(scales, buffer), scales, DBMTLState(buffer=buffer, count=count))
 
 
-def db_mtl(beta: float = DEFAULT_BETA, beta_sigma: float = DEFAULT_BETA_SIGMA) -> Aggregator:
-    """DB-MTL: log losses, EMA of their gradients, every task rescaled to the largest norm."""
+def db_mtl(beta: float = DEFAULT_BETA, beta_sigma: float = DEFAULT_BETA_SIGMA) -> JacobianAggregator:
+    """DB-MTL (Lin et al. 2023, beta=0.9): log-losses, EMA gradients rescaled to the largest norm (full mode only)."""
     if not 0.0 <= beta < 1.0 or beta_sigma < 0.0:
         raise ValueError(f"db_mtl needs 0 <= beta < 1 and beta_sigma >= 0, got {beta}, {beta_sigma}")
 
-    def init_with_params(num_tasks: int, shared_params: PyTree) -> dict:
-        return {"buffer": zeros_rows(num_tasks, shared_params), "count": jnp.zeros((), jnp.int32)}
+    def init(num_tasks: int, shared_params: PyTree) -> DBMTLState:
+        return DBMTLState(buffer=zeros_rows(num_tasks, shared_params), count=jnp.zeros((), jnp.int32))
 
-    def combine(jacobian: PyTree, inputs: WeightingInputs, state: dict):
+    def combine(jacobian: PyTree, inputs: WeightingInputs, state: DBMTLState):
         return db_mtl_update(jacobian, inputs.losses, state, beta, beta_sigma)
 
-    return Aggregator(
-        "db_mtl",
-        params_shaped_state("db_mtl"),
-        jacobian_only_weigh("db_mtl"),
-        needs_gramian=False,
-        combine=combine,
-        init_with_params=init_with_params,
-        modes=("full",),
-    )
+    return JacobianAggregator("db_mtl", init, combine, modes=("full",))

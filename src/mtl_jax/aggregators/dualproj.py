@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs, no_state
+from mtl_jax.aggregators.kinds import GramianWeighting, WeightingInputs, no_state
 from mtl_jax.aggregators.qp import project_onto_dual_cone
 
 
@@ -29,6 +29,6 @@ def _weigh(inputs: WeightingInputs, state):
     return dualproj_weights(inputs.gramian), state
 
 
-def dualproj() -> Aggregator:
-    """DualProj: projection of the mean gradient onto the dual cone of the g_i."""
-    return Aggregator("dualproj", no_state, _weigh)
+def dualproj() -> GramianWeighting:
+    """DualProj (Quinton & Layne 2024): mean gradient projected onto the dual cone."""
+    return GramianWeighting("dualproj", no_state, _weigh)

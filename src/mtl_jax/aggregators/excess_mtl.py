@@ -22,21 +22,34 @@ plain gradients.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import (
-    Aggregator,
-    PyTree,
-    WeightingInputs,
-    jacobian_only_weigh,
-    params_shaped_state,
-)
 from mtl_jax.aggregators.gramian import weighted_sum
 from mtl_jax.aggregators.jacobian_ops import at_least_float32, zeros_rows
+from mtl_jax.aggregators.kinds import JacobianAggregator, JacobianUpdate, WeightingInputs
+from mtl_jax.types import PyTree
 
 DEFAULT_STEP_SIZE = 1e-2
 CURVATURE_EPS = 1e-7
+
+
+class ExcessMTLState(NamedTuple):
+    """ExcessMTL's accumulated squared gradients, first risk estimates, weights and count.
+
+    Attributes:
+      count: the number of steps seen.
+      initial: (T,) E⁽⁰⁾, the first excess-risk estimates.
+      squared_sum: Σ_s g_{t,s}², a Jacobian pytree shaped like the shared parameters.
+      weights: (T,) w (Σ w = T).
+    """
+
+    count: jax.Array
+    initial: jax.Array
+    squared_sum: PyTree
+    weights: jax.Array
 
 
 def excess_risk_estimates(jacobian: PyTree, squared_sum: PyTree) -> jax.Array:
@@ -50,44 +63,36 @@ def excess_risk_estimates(jacobian: PyTree, squared_sum: PyTree) -> jax.Array:
     )
 
 
-def excess_mtl_update(jacobian: PyTree, state: dict, step_size: float) -> tuple[PyTree, jax.Array, dict]:
+def excess_mtl_update(jacobian: PyTree, state: ExcessMTLState, step_size: float) -> JacobianUpdate:
     """One ExcessMTL step: (d, w, new state)."""
     squared_sum = jax.tree.map(
-        lambda s, g: s + jnp.square(g.astype(s.dtype)), state["squared_sum"], jacobian
+        lambda s, g: s + jnp.square(g.astype(s.dtype)), state.squared_sum, jacobian
     )
     risks = excess_risk_estimates(jacobian, squared_sum)
-    first = state["count"] == 0
-    initial = jnp.where(first, risks, state["initial"])
+    first = state.count == 0
+    initial = jnp.where(first, risks, state.initial)
     ratio = jnp.where(initial > 0, risks / jnp.where(initial > 0, initial, 1.0), 0.0)
-    raised = state["weights"] * jnp.exp(step_size * ratio)
+    raised = state.weights * jnp.exp(step_size * ratio)
     raised = raised.shape[0] * raised / raised.sum()
-    weights = jnp.where(first, state["weights"], raised)
-    new_state = {"squared_sum": squared_sum, "initial": initial, "weights": weights, "count": state["count"] + 1}
-    return weighted_sum(weights, jacobian), weights, new_state
+    weights = jnp.where(first, state.weights, raised)
+    new_state = ExcessMTLState(squared_sum=squared_sum, initial=initial, weights=weights, count=state.count + 1)
+    return JacobianUpdate(weighted_sum(weights, jacobian), weights, new_state)
 
 
-def excess_mtl(robust_step_size: float = DEFAULT_STEP_SIZE) -> Aggregator:
-    """ExcessMTL with exponentiated-gradient step size ``robust_step_size``."""
+def excess_mtl(robust_step_size: float = DEFAULT_STEP_SIZE) -> JacobianAggregator:
+    """ExcessMTL (He et al. 2024, step 1e-2): weights by AdaGrad-estimated excess risks (full mode only)."""
     if robust_step_size <= 0.0:
         raise ValueError(f"excess_mtl needs robust_step_size > 0, got {robust_step_size}")
 
-    def init_with_params(num_tasks: int, shared_params: PyTree) -> dict:
-        return {
-            "squared_sum": zeros_rows(num_tasks, shared_params),
-            "initial": jnp.zeros((num_tasks,), jnp.float32),
-            "weights": jnp.ones((num_tasks,), jnp.float32),
-            "count": jnp.zeros((), jnp.int32),
-        }
+    def init(num_tasks: int, shared_params: PyTree) -> ExcessMTLState:
+        return ExcessMTLState(
+            squared_sum=zeros_rows(num_tasks, shared_params),
+            initial=jnp.zeros((num_tasks,), jnp.float32),
+            weights=jnp.ones((num_tasks,), jnp.float32),
+            count=jnp.zeros((), jnp.int32),
+        )
 
-    def combine(jacobian: PyTree, inputs: WeightingInputs, state: dict):
+    def combine(jacobian: PyTree, inputs: WeightingInputs, state: ExcessMTLState):
         return excess_mtl_update(jacobian, state, robust_step_size)
 
-    return Aggregator(
-        "excess_mtl",
-        params_shaped_state("excess_mtl"),
-        jacobian_only_weigh("excess_mtl"),
-        needs_gramian=False,
-        combine=combine,
-        init_with_params=init_with_params,
-        modes=("full",),
-    )
+    return JacobianAggregator("excess_mtl", init, combine, modes=("full",))

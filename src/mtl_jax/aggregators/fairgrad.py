@@ -23,7 +23,7 @@ import functools
 
 import jax
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs, no_state
+from mtl_jax.aggregators.kinds import GramianWeighting, WeightingInputs, no_state
 from mtl_jax.aggregators.qp import inverse_power_weights
 
 
@@ -36,8 +36,8 @@ def _weigh(inputs: WeightingInputs, state, alpha: float):
     return fairgrad_weights(inputs.gramian, alpha), state
 
 
-def fairgrad(alpha: float = 1.0) -> Aggregator:
-    """FairGrad with fairness exponent α (default 1: proportional fairness)."""
+def fairgrad(alpha: float = 1.0) -> GramianWeighting:
+    """FairGrad (Ban & Ji 2024, alpha=1): alpha-fair weights, G w = w^(-1/alpha)."""
     if alpha <= 0:
         raise ValueError(f"FairGrad needs alpha > 0, got {alpha}")
-    return Aggregator("fairgrad", no_state, functools.partial(_weigh, alpha=float(alpha)))
+    return GramianWeighting("fairgrad", no_state, functools.partial(_weigh, alpha=float(alpha)))

@@ -22,15 +22,33 @@ A loss-level weighting: no Jacobian.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import optax
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs
+from mtl_jax.aggregators.kinds import LossWeighting, WeightingInputs
 
 DEFAULT_LEARNING_RATE = 0.025
 DEFAULT_WEIGHT_DECAY = 1e-3
 LOSS_EPS = 1e-8
+
+
+class FAMOState(NamedTuple):
+    """FAMO's logits, their optimiser state and the last step's log-losses.
+
+    Attributes:
+      count: 0 before the first step, then 1.
+      logits: (T,) ξ, the weights are softmax(ξ).
+      opt_state: the state of the logits' optimiser.
+      previous_log_losses: (T,) the last step's log-losses.
+    """
+
+    count: jax.Array
+    logits: jax.Array
+    opt_state: optax.OptState
+    previous_log_losses: jax.Array
 
 
 def logit_optimizer(learning_rate: float, weight_decay: float) -> optax.GradientTransformation:
@@ -52,36 +70,36 @@ def softmax_vjp(logits: jax.Array, cotangent: jax.Array) -> jax.Array:
 
 def famo(
     learning_rate: float = DEFAULT_LEARNING_RATE, weight_decay: float = DEFAULT_WEIGHT_DECAY
-) -> Aggregator:
-    """FAMO with logit learning rate ``learning_rate`` and decay ``weight_decay``."""
+) -> LossWeighting:
+    """FAMO (Liu et al. 2023, lr=0.025, decay=1e-3): softmax logits balancing log-loss decreases."""
     if learning_rate <= 0.0 or weight_decay < 0.0:
         raise ValueError(f"famo needs learning_rate > 0 and weight_decay >= 0, got {learning_rate}, {weight_decay}")
     optimizer = logit_optimizer(learning_rate, weight_decay)
 
-    def init(num_tasks: int) -> dict:
+    def init(num_tasks: int) -> FAMOState:
         logits = jnp.zeros((num_tasks,), jnp.float32)
-        return {
-            "logits": logits,
-            "opt_state": optimizer.init(logits),
-            "previous_log_losses": jnp.zeros((num_tasks,), jnp.float32),
-            "count": jnp.zeros((), jnp.int32),
-        }
+        return FAMOState(
+            logits=logits,
+            opt_state=optimizer.init(logits),
+            previous_log_losses=jnp.zeros((num_tasks,), jnp.float32),
+            count=jnp.zeros((), jnp.int32),
+        )
 
-    def weigh(inputs: WeightingInputs, state: dict):
+    def weigh(inputs: WeightingInputs, state: FAMOState):
         log_losses = jnp.log(inputs.losses.astype(jnp.float32) + LOSS_EPS)
-        decrease = state["previous_log_losses"] - log_losses
-        gradient = softmax_vjp(state["logits"], decrease)
-        updates, opt_state = optimizer.update(gradient, state["opt_state"], state["logits"])
-        started = state["count"] > 0
-        logits = jnp.where(started, optax.apply_updates(state["logits"], updates), state["logits"])
-        opt_state = jax.tree.map(lambda new, old: jnp.where(started, new, old), opt_state, state["opt_state"])
+        decrease = state.previous_log_losses - log_losses
+        gradient = softmax_vjp(state.logits, decrease)
+        updates, opt_state = optimizer.update(gradient, state.opt_state, state.logits)
+        started = state.count > 0
+        logits = jnp.where(started, optax.apply_updates(state.logits, updates), state.logits)
+        opt_state = jax.tree.map(lambda new, old: jnp.where(started, new, old), opt_state, state.opt_state)
         weights = famo_weights(logits, inputs.losses.astype(jnp.float32))
-        new_state = {
-            "logits": logits,
-            "opt_state": opt_state,
-            "previous_log_losses": log_losses,
-            "count": jnp.minimum(state["count"] + 1, 1),
-        }
+        new_state = FAMOState(
+            logits=logits,
+            opt_state=opt_state,
+            previous_log_losses=log_losses,
+            count=jnp.minimum(state.count + 1, 1),
+        )
         return weights.astype(inputs.losses.dtype), new_state
 
-    return Aggregator("famo", init, weigh, needs_gramian=False)
+    return LossWeighting("famo", init, weigh)

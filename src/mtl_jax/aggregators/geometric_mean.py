@@ -14,7 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs, no_state
+from mtl_jax.aggregators.kinds import LossWeighting, WeightingInputs, no_state
 
 LOSS_FLOOR = 1e-8
 
@@ -24,10 +24,10 @@ def geometric_mean_weights(losses: jax.Array) -> jax.Array:
     return 1.0 / (losses.shape[0] * jnp.maximum(losses, LOSS_FLOOR))
 
 
-def geometric_mean() -> Aggregator:
-    """Minimise the mean log-loss (the log of the losses' geometric mean)."""
+def _weigh(inputs: WeightingInputs, state):
+    return geometric_mean_weights(inputs.losses), state
 
-    def weigh(inputs: WeightingInputs, state):
-        return geometric_mean_weights(inputs.losses), state
 
-    return Aggregator("geometric_mean", no_state, weigh, needs_gramian=False)
+def geometric_mean() -> LossWeighting:
+    """Geometric mean: minimise the mean log-loss (scale-invariant GLS)."""
+    return LossWeighting("geometric_mean", no_state, _weigh)

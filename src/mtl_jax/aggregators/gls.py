@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs, no_state
+from mtl_jax.aggregators.kinds import LossWeighting, WeightingInputs, no_state
 
 LOSS_FLOOR = 1e-8
 
@@ -27,10 +27,10 @@ def gls_weights(losses: jax.Array) -> jax.Array:
     return geometric_mean / (losses.shape[0] * floored)
 
 
-def gls() -> Aggregator:
-    """Geometric loss strategy: minimise the geometric mean of the task losses."""
+def _weigh(inputs: WeightingInputs, state):
+    return gls_weights(inputs.losses), state
 
-    def weigh(inputs: WeightingInputs, state):
-        return gls_weights(inputs.losses), state
 
-    return Aggregator("gls", no_state, weigh, needs_gramian=False)
+def gls() -> LossWeighting:
+    """GLS (Chennupati et al. 2019): minimise the geometric mean of the losses."""
+    return LossWeighting("gls", no_state, _weigh)

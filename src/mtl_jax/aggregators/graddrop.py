@@ -24,7 +24,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, PyTree, WeightingInputs, jacobian_only_weigh, no_state
+from mtl_jax.aggregators.kinds import JacobianAggregator, JacobianUpdate, WeightingInputs, no_jacobian_state
+from mtl_jax.types import PyTree
 
 DEFAULT_LEAK = 0.0
 
@@ -51,15 +52,13 @@ def graddrop_direction(jacobian: PyTree, key: jax.Array, leak: float = DEFAULT_L
     )
 
 
-def graddrop(leak: float = DEFAULT_LEAK) -> Aggregator:
-    """GradDrop with leak ``leak`` (0: the paper's full sign dropout)."""
+def graddrop(leak: float = DEFAULT_LEAK) -> JacobianAggregator:
+    """GradDrop (Chen et al. 2020, leak=0): per-coordinate sign dropout by sign purity (Jacobian level)."""
     if not 0.0 <= leak <= 1.0:
         raise ValueError(f"graddrop needs 0 <= leak <= 1, got {leak}")
 
     def combine(jacobian: PyTree, inputs: WeightingInputs, state):
         weights = jnp.full(inputs.losses.shape, jnp.nan, jnp.float32)
-        return graddrop_direction(jacobian, inputs.key, leak), weights, state
+        return JacobianUpdate(graddrop_direction(jacobian, inputs.key, leak), weights, state)
 
-    return Aggregator(
-        "graddrop", no_state, jacobian_only_weigh("graddrop"), needs_gramian=False, combine=combine
-    )
+    return JacobianAggregator("graddrop", no_jacobian_state, combine)

@@ -24,22 +24,38 @@ Gramian diagonal that the step computes anyway.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs
+from mtl_jax.aggregators.kinds import GramianWeighting, WeightingInputs
 
 DEFAULT_ALPHA = 1.5
 DEFAULT_LEARNING_RATE = 0.025
 
 
+class GradNormState(NamedTuple):
+    """GradNorm's learnable weights and the first step's losses.
+
+    Attributes:
+      count: the number of steps seen.
+      initial_losses: (T,) L(0), set on the first step.
+      weights: (T,) the task weights w_t (Σ w = T).
+    """
+
+    count: jax.Array
+    initial_losses: jax.Array
+    weights: jax.Array
+
+
 def gradnorm_update(
-    gramian: jax.Array, losses: jax.Array, state: dict, alpha: float, learning_rate: float
-) -> tuple[jax.Array, dict]:
-    """(weights used this step, new state {"weights", "initial_losses", "count"})."""
-    weights = state["weights"].astype(gramian.dtype)
+    gramian: jax.Array, losses: jax.Array, state: GradNormState, alpha: float, learning_rate: float
+) -> tuple[jax.Array, GradNormState]:
+    """(weights used this step, new state)."""
+    weights = state.weights.astype(gramian.dtype)
     losses = losses.astype(gramian.dtype)
-    initial = jnp.where(state["count"] == 0, losses, state["initial_losses"].astype(gramian.dtype))
+    initial = jnp.where(state.count == 0, losses, state.initial_losses.astype(gramian.dtype))
     norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gramian), 0.0))
     weighted_norms = weights * norms
     relative = losses / jnp.where(initial > 0, initial, 1.0)
@@ -49,27 +65,27 @@ def gradnorm_update(
     total = stepped.sum()
     num_tasks = weights.shape[0]
     renormalised = jnp.where(total > 0, num_tasks * stepped / jnp.where(total > 0, total, 1.0), 1.0)
-    new_state = {
-        "weights": renormalised.astype(state["weights"].dtype),
-        "initial_losses": initial.astype(state["initial_losses"].dtype),
-        "count": state["count"] + 1,
-    }
+    new_state = GradNormState(
+        weights=renormalised.astype(state.weights.dtype),
+        initial_losses=initial.astype(state.initial_losses.dtype),
+        count=state.count + 1,
+    )
     return weights, new_state
 
 
-def gradnorm(alpha: float = DEFAULT_ALPHA, learning_rate: float = DEFAULT_LEARNING_RATE) -> Aggregator:
-    """GradNorm with restoring strength ``alpha`` and weight learning rate ``learning_rate``."""
+def gradnorm(alpha: float = DEFAULT_ALPHA, learning_rate: float = DEFAULT_LEARNING_RATE) -> GramianWeighting:
+    """GradNorm (Chen et al. 2018, alpha=1.5, lr=0.025): learnable weights equalising weighted gradient norms."""
     if alpha < 0.0 or learning_rate <= 0.0:
         raise ValueError(f"gradnorm needs alpha >= 0 and learning_rate > 0, got {alpha}, {learning_rate}")
 
-    def init(num_tasks: int) -> dict:
-        return {
-            "weights": jnp.ones((num_tasks,), jnp.float32),
-            "initial_losses": jnp.ones((num_tasks,), jnp.float32),
-            "count": jnp.zeros((), jnp.int32),
-        }
+    def init(num_tasks: int) -> GradNormState:
+        return GradNormState(
+            weights=jnp.ones((num_tasks,), jnp.float32),
+            initial_losses=jnp.ones((num_tasks,), jnp.float32),
+            count=jnp.zeros((), jnp.int32),
+        )
 
-    def weigh(inputs: WeightingInputs, state: dict):
+    def weigh(inputs: WeightingInputs, state: GradNormState):
         return gradnorm_update(inputs.gramian, inputs.losses, state, alpha, learning_rate)
 
-    return Aggregator("gradnorm", init, weigh)
+    return GramianWeighting("gradnorm", init, weigh)

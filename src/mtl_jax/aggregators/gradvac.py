@@ -25,13 +25,21 @@ cosine) are neither adjusted nor averaged; a target at ±1 (√(1 − φ̂²) = 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs
+from mtl_jax.aggregators.kinds import GramianWeighting, WeightingInputs
 from mtl_jax.aggregators.pcgrad import random_visit_orders
 
 DEFAULT_BETA = 1e-2
+
+
+class GradVacState(NamedTuple):
+    """targets: (T, T) the EMA target cosines φ̂_ij (row i: task i's targets towards every j)."""
+
+    targets: jax.Array
 
 
 def gradvac_weights(
@@ -77,17 +85,20 @@ def gradvac_weights(
     return per_task.sum(axis=0), new_targets
 
 
-def gradvac(beta: float = DEFAULT_BETA) -> Aggregator:
-    """GradVac with EMA decay ``beta`` and a fresh random visiting order per task and step."""
+def gradvac(beta: float = DEFAULT_BETA) -> GramianWeighting:
+    """GradVac (Wang et al. 2021): align pairwise cosines to EMA targets (beta=1e-2).
+
+    A fresh random visiting order per task and step, drawn from the step key.
+    """
     if not 0.0 < beta <= 1.0:
         raise ValueError(f"gradvac needs 0 < beta <= 1, got {beta}")
 
-    def init(num_tasks: int) -> jax.Array:
-        return jnp.zeros((num_tasks, num_tasks), jnp.float32)
+    def init(num_tasks: int) -> GradVacState:
+        return GradVacState(targets=jnp.zeros((num_tasks, num_tasks), jnp.float32))
 
-    def weigh(inputs: WeightingInputs, state: jax.Array):
+    def weigh(inputs: WeightingInputs, state: GradVacState):
         orders = random_visit_orders(inputs.key, inputs.gramian.shape[0])
-        weights, targets = gradvac_weights(inputs.gramian, state, orders, beta)
-        return weights, targets.astype(state.dtype)
+        weights, targets = gradvac_weights(inputs.gramian, state.targets, orders, beta)
+        return weights, GradVacState(targets=targets.astype(state.targets.dtype))
 
-    return Aggregator("gradvac", init, weigh)
+    return GramianWeighting("gradvac", init, weigh)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import PyTree
+from mtl_jax.types import PyTree
 
 
 def _rows(leaf: jax.Array) -> jax.Array:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs, no_state
+from mtl_jax.aggregators.kinds import GramianWeighting, WeightingInputs, no_state
 from mtl_jax.aggregators.psd import DEFAULT_RTOL, inverse_norms
 
 
@@ -57,10 +57,10 @@ def imtl_g_weights(gramian: jax.Array, rtol: float = DEFAULT_RTOL) -> jax.Array:
     return jnp.linalg.pinv(rows, rtol=rtol) @ rhs
 
 
-def imtl_g(rtol: float = DEFAULT_RTOL) -> Aggregator:
+def imtl_g(rtol: float = DEFAULT_RTOL) -> GramianWeighting:
     """IMTL-G (Liu et al. 2021): equal projection of the update on every unit task gradient."""
 
     def weigh(inputs: WeightingInputs, state):
         return imtl_g_weights(inputs.gramian, rtol), state
 
-    return Aggregator("imtl_g", no_state, weigh)
+    return GramianWeighting("imtl_g", no_state, weigh)

@@ -14,12 +14,20 @@ takes one inner gradient-descent step s ← s − lr · ∂L/∂s. A loss-level 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs
+from mtl_jax.aggregators.kinds import LossWeighting, WeightingInputs
 
 DEFAULT_LEARNING_RATE = 1e-2
+
+
+class IMTLLState(NamedTuple):
+    """log_scales: (T,) the learnable s_t of the loss scales e^{s_t}."""
+
+    log_scales: jax.Array
 
 
 def imtl_l_update(losses: jax.Array, scales: jax.Array, learning_rate: float) -> tuple[jax.Array, jax.Array]:
@@ -29,15 +37,16 @@ def imtl_l_update(losses: jax.Array, scales: jax.Array, learning_rate: float) ->
     return weights, (s - learning_rate * (weights * losses - 1.0)).astype(scales.dtype)
 
 
-def imtl_l(learning_rate: float = DEFAULT_LEARNING_RATE) -> Aggregator:
-    """IMTL-L with learnable log-scales."""
+def imtl_l(learning_rate: float = DEFAULT_LEARNING_RATE) -> LossWeighting:
+    """IMTL-L (Liu et al. 2021): learnable loss scales, L = sum exp(s) L - s (lr=1e-2)."""
     if learning_rate <= 0.0:
         raise ValueError(f"imtl_l needs learning_rate > 0, got {learning_rate}")
 
-    def init(num_tasks: int) -> jax.Array:
-        return jnp.zeros((num_tasks,), jnp.float32)
+    def init(num_tasks: int) -> IMTLLState:
+        return IMTLLState(log_scales=jnp.zeros((num_tasks,), jnp.float32))
 
-    def weigh(inputs: WeightingInputs, state: jax.Array):
-        return imtl_l_update(inputs.losses, state, learning_rate)
+    def weigh(inputs: WeightingInputs, state: IMTLLState):
+        weights, log_scales = imtl_l_update(inputs.losses, state.log_scales, learning_rate)
+        return weights, IMTLLState(log_scales=log_scales)
 
-    return Aggregator("imtl_l", init, weigh, needs_gramian=False)
+    return LossWeighting("imtl_l", init, weigh)

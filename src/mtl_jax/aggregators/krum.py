@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs
+from mtl_jax.aggregators.kinds import EmptyState, GramianWeighting, WeightingInputs
 
 
 def check_krum(num_tasks: int, num_byzantine: int, num_selected: int) -> None:
@@ -52,18 +52,21 @@ def krum_weights(gramian: jax.Array, num_byzantine: int = 1, num_selected: int =
     return jnp.zeros((num_tasks,), gramian.dtype).at[selected].set(1.0 / num_selected)
 
 
-def krum(f: int = 1, m: int = 1) -> Aggregator:
-    """Krum (m = 1) or Multi-Krum (m > 1) over the task gradients, tolerating f outliers."""
+def krum(f: int = 1, m: int = 1) -> GramianWeighting:
+    """Krum (Blanchard et al. 2017): the task gradient with the smallest neighbour-distance score (f=1, needs T >= 5).
+
+    Krum (m = 1) or Multi-Krum (m > 1, the mean of the m best) tolerating f outliers.
+    """
     if f < 0:
         raise ValueError(f"krum needs f >= 0, got {f}")
     if m < 1:
         raise ValueError(f"krum needs m >= 1, got {m}")
 
-    def init(num_tasks: int):
+    def init(num_tasks: int) -> EmptyState:
         check_krum(num_tasks, f, m)
-        return ()
+        return EmptyState()
 
     def weigh(inputs: WeightingInputs, state):
         return krum_weights(inputs.gramian, f, m), state
 
-    return Aggregator("krum" if m == 1 else "multi_krum", init, weigh)
+    return GramianWeighting("krum" if m == 1 else "multi_krum", init, weigh)

@@ -19,14 +19,14 @@ before solving; this implementation does not (the paper's method, "none").
 MGDA-UB (Sener & Koltun 2018, Sec. 3.3) is the same weights computed from the gradients of
 the losses w.r.t. the shared representation Z rather than the shared parameters; in this
 package that is the train step's representation mode (the Gramian it passes is then the
-Gramian of ∂L_t/∂Z), so there is no separate aggregator.
+Gramian of ∂L_t/∂Z); ``mgda_ub`` is MGDA restricted to that mode.
 """
 
 from __future__ import annotations
 
 import jax
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs, no_state
+from mtl_jax.aggregators.kinds import GramianWeighting, WeightingInputs, no_state
 from mtl_jax.aggregators.qp import min_norm_in_hull
 
 
@@ -40,6 +40,11 @@ def _weigh(inputs: WeightingInputs, state):
     return mgda_weights(inputs.gramian), state
 
 
-def mgda() -> Aggregator:
-    """MGDA (and MGDA-UB in representation mode): exact min-norm point of the hull."""
-    return Aggregator("mgda", no_state, _weigh)
+def mgda() -> GramianWeighting:
+    """MGDA (Sener & Koltun 2018): exact min-norm point of the hull of task gradients (MGDA-UB in representation mode)."""
+    return GramianWeighting("mgda", no_state, _weigh)
+
+
+def mgda_ub() -> GramianWeighting:
+    """MGDA-UB (Sener & Koltun 2018): MGDA on the representation gradients (representation mode only)."""
+    return GramianWeighting("mgda_ub", no_state, _weigh, modes=("representation",))

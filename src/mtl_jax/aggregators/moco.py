@@ -22,27 +22,38 @@ full mode: in representation mode the rows would belong to a different batch eve
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import (
-    Aggregator,
-    PyTree,
-    WeightingInputs,
-    jacobian_only_weigh,
-    params_shaped_state,
-)
 from mtl_jax.aggregators.gramian import gramian, weighted_sum
 from mtl_jax.aggregators.jacobian_ops import at_least_float32, row_squared_norms, scale_rows, zeros_rows
+from mtl_jax.aggregators.kinds import JacobianAggregator, JacobianUpdate, WeightingInputs
 from mtl_jax.aggregators.simplex import project_onto_simplex
+from mtl_jax.types import PyTree
 
 DEFAULTS = {"beta": 0.5, "beta_sigma": 0.5, "gamma": 0.1, "gamma_sigma": 0.5, "rho": 0.0}
+
+
+class MoCoState(NamedTuple):
+    """MoCo's tracked gradients, simplex weights and step count.
+
+    Attributes:
+      count: k, the number of steps taken.
+      tracked: Y, a Jacobian pytree (T rows shaped like the shared parameters).
+      weights: (T,) λ_k.
+    """
+
+    count: jax.Array
+    tracked: PyTree
+    weights: jax.Array
 
 
 def moco_update(
     jacobian: PyTree,
     losses: jax.Array,
-    state: dict,
+    state: MoCoState,
     *,
     beta: float,
     beta_sigma: float,
@@ -50,22 +61,22 @@ def moco_update(
     gamma_sigma: float,
     rho: float,
     normalize: bool,
-) -> tuple[PyTree, jax.Array, dict]:
-    """One MoCo step: (d_k, λ_{k+1}, new state {"tracked": Y, "weights": λ, "count": k})."""
-    count = state["count"] + 1
+) -> JacobianUpdate:
+    """One MoCo step: (d_k, λ_{k+1}, new state)."""
+    count = state.count + 1
     k = count.astype(jnp.float32)
     if normalize:
         norms = jnp.sqrt(row_squared_norms(jacobian))
         jacobian = scale_rows(at_least_float32(losses) / (norms + 1e-8), jacobian)
     beta_k = beta / k**beta_sigma
     tracked = jax.tree.map(
-        lambda y, h: y - beta_k * (y - h.astype(y.dtype)), state["tracked"], jacobian
+        lambda y, h: y - beta_k * (y - h.astype(y.dtype)), state.tracked, jacobian
     )
     gram = gramian(tracked) + rho * jnp.eye(losses.shape[0], dtype=jnp.float32)
     gamma_k = gamma / k**gamma_sigma
-    weights = project_onto_simplex(state["weights"] - gamma_k * gram @ state["weights"])
+    weights = project_onto_simplex(state.weights - gamma_k * gram @ state.weights)
     direction = weighted_sum(weights, tracked)
-    return direction, weights, {"tracked": tracked, "weights": weights, "count": count}
+    return JacobianUpdate(direction, weights, MoCoState(tracked=tracked, weights=weights, count=count))
 
 
 def moco(
@@ -75,8 +86,11 @@ def moco(
     gamma_sigma: float = DEFAULTS["gamma_sigma"],
     rho: float = DEFAULTS["rho"],
     normalize: bool = True,
-) -> Aggregator:
-    """MoCo with tracking rate β/k^σ_β and λ step γ/k^σ_γ."""
+) -> JacobianAggregator:
+    """MoCo (Fernando et al. 2023, beta=0.5, gamma=0.1): tracked task gradients and projected lambda step (full mode only).
+
+    Tracking rate β/k^σ_β and λ step γ/k^σ_γ.
+    """
     if not 0.0 < beta <= 1.0:
         raise ValueError(f"moco needs 0 < beta <= 1, got {beta}")
     if gamma <= 0.0 or rho < 0.0 or beta_sigma < 0.0 or gamma_sigma < 0.0:
@@ -86,22 +100,14 @@ def moco(
         )
     options = dict(beta=beta, beta_sigma=beta_sigma, gamma=gamma, gamma_sigma=gamma_sigma, rho=rho, normalize=normalize)
 
-    def init_with_params(num_tasks: int, shared_params: PyTree) -> dict:
-        return {
-            "tracked": zeros_rows(num_tasks, shared_params),
-            "weights": jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32),
-            "count": jnp.zeros((), jnp.int32),
-        }
+    def init(num_tasks: int, shared_params: PyTree) -> MoCoState:
+        return MoCoState(
+            tracked=zeros_rows(num_tasks, shared_params),
+            weights=jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32),
+            count=jnp.zeros((), jnp.int32),
+        )
 
-    def combine(jacobian: PyTree, inputs: WeightingInputs, state: dict):
+    def combine(jacobian: PyTree, inputs: WeightingInputs, state: MoCoState):
         return moco_update(jacobian, inputs.losses, state, **options)
 
-    return Aggregator(
-        "moco",
-        params_shaped_state("moco"),
-        jacobian_only_weigh("moco"),
-        needs_gramian=False,
-        combine=combine,
-        init_with_params=init_with_params,
-        modes=("full",),
-    )
+    return JacobianAggregator("moco", init, combine, modes=("full",))

@@ -19,14 +19,22 @@ With one batch MoDo is Gramian-level and works in both modes.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs
+from mtl_jax.aggregators.kinds import GramianWeighting, WeightingInputs
 from mtl_jax.aggregators.simplex import project_onto_simplex
 
 DEFAULT_GAMMA = 1e-3
 DEFAULT_RHO = 0.1
+
+
+class MoDoState(NamedTuple):
+    """weights: (T,) the simplex weights λ_k."""
+
+    weights: jax.Array
 
 
 def modo_weights(gramian: jax.Array, previous: jax.Array, gamma: float, rho: float) -> jax.Array:
@@ -35,16 +43,16 @@ def modo_weights(gramian: jax.Array, previous: jax.Array, gamma: float, rho: flo
     return project_onto_simplex(previous - gamma * (gramian @ previous + rho * previous))
 
 
-def modo(gamma: float = DEFAULT_GAMMA, rho: float = DEFAULT_RHO) -> Aggregator:
-    """MoDo (single-batch approximation) with λ step ``gamma`` and regularisation ``rho``."""
+def modo(gamma: float = DEFAULT_GAMMA, rho: float = DEFAULT_RHO) -> GramianWeighting:
+    """MoDo (Chen et al. 2023, gamma=1e-3, rho=0.1): projected lambda step on the Gramian, single-batch approximation."""
     if gamma <= 0.0 or rho < 0.0:
         raise ValueError(f"modo needs gamma > 0 and rho >= 0, got gamma={gamma}, rho={rho}")
 
-    def init(num_tasks: int) -> jax.Array:
-        return jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32)
+    def init(num_tasks: int) -> MoDoState:
+        return MoDoState(weights=jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32))
 
-    def weigh(inputs: WeightingInputs, state: jax.Array):
-        weights = modo_weights(inputs.gramian, state, gamma, rho)
-        return weights, weights.astype(state.dtype)
+    def weigh(inputs: WeightingInputs, state: MoDoState):
+        weights = modo_weights(inputs.gramian, state.weights, gamma, rho)
+        return weights, MoDoState(weights=weights.astype(state.weights.dtype))
 
-    return Aggregator("modo", init, weigh)
+    return GramianWeighting("modo", init, weigh)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import jax
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs, no_state
+from mtl_jax.aggregators.kinds import GramianWeighting, WeightingInputs, no_state
 from mtl_jax.aggregators.qp import inverse_power_weights
 
 
@@ -39,6 +39,6 @@ def _weigh(inputs: WeightingInputs, state):
     return nash_mtl_weights(inputs.gramian), state
 
 
-def nash_mtl() -> Aggregator:
-    """Nash-MTL: Nash bargaining weights, Gα = 1/α solved exactly by Newton's method."""
-    return Aggregator("nashmtl", no_state, _weigh)
+def nash_mtl() -> GramianWeighting:
+    """Nash-MTL (Navon et al. 2022): Nash bargaining weights, G a = 1/a (solved exactly by Newton)."""
+    return GramianWeighting("nashmtl", no_state, _weigh)

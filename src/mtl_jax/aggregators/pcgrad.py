@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs, no_state
+from mtl_jax.aggregators.kinds import GramianWeighting, WeightingInputs, no_state
 
 
 def random_visit_orders(key: jax.Array, num_tasks: int) -> jax.Array:
@@ -64,6 +64,9 @@ def _weigh(inputs: WeightingInputs, state):
     return pcgrad_weights(inputs.gramian, orders), state
 
 
-def pcgrad() -> Aggregator:
-    """PCGrad with a fresh random visiting order per task and step, drawn from the step key."""
-    return Aggregator("pcgrad", no_state, _weigh)
+def pcgrad() -> GramianWeighting:
+    """PCGrad (Yu et al. 2020): project away conflicting components, random visiting orders.
+
+    A fresh random visiting order per task and step, drawn from the step key.
+    """
+    return GramianWeighting("pcgrad", no_state, _weigh)

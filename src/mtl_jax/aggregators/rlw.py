@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs, no_state
+from mtl_jax.aggregators.kinds import LossWeighting, WeightingInputs, float_dtype, no_state
 
 
 def rlw_weights(key: jax.Array, num_tasks: int, dtype=jnp.float32) -> jax.Array:
@@ -24,11 +24,15 @@ def rlw_weights(key: jax.Array, num_tasks: int, dtype=jnp.float32) -> jax.Array:
     return jax.nn.softmax(jax.random.normal(key, (num_tasks,), dtype))
 
 
-def rlw() -> Aggregator:
-    """Random loss weighting with softmax-normalised standard-normal weights."""
+def _weigh(inputs: WeightingInputs, state):
+    return rlw_weights(inputs.key, inputs.losses.shape[0], float_dtype(inputs.losses)), state
 
-    def weigh(inputs: WeightingInputs, state):
-        dtype = inputs.losses.dtype if jnp.issubdtype(inputs.losses.dtype, jnp.floating) else jnp.float32
-        return rlw_weights(inputs.key, inputs.losses.shape[0], dtype), state
 
-    return Aggregator("rlw", no_state, weigh, needs_gramian=False)
+def rlw() -> LossWeighting:
+    """RLW (Lin et al. 2022): softmax of standard-normal random weights each step."""
+    return LossWeighting("rlw", no_state, _weigh)
+
+
+def random_weighting() -> LossWeighting:
+    """Random (torchjd): softmax of standard-normal weights each step, the same as RLW."""
+    return LossWeighting("random", no_state, _weigh)

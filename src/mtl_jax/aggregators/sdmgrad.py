@@ -28,7 +28,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs, no_state
+from mtl_jax.aggregators.kinds import GramianWeighting, WeightingInputs, no_state
 from mtl_jax.aggregators.qp import min_norm_in_hull, shifted_gramian
 
 _matmul = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
@@ -48,8 +48,8 @@ def _weigh(inputs: WeightingInputs, state, lam: float):
     return sdmgrad_weights(inputs.gramian, lam), state
 
 
-def sdmgrad(lam: float = 0.3) -> Aggregator:
-    """SDMGrad (deterministic, exact inner problem) with regularisation λ (default 0.3)."""
+def sdmgrad(lam: float = 0.3) -> GramianWeighting:
+    """SDMGrad (Xiao et al. 2023, lambda=0.3): min-norm direction pulled toward the mean, deterministic."""
     if lam < 0:
         raise ValueError(f"SDMGrad needs lam >= 0, got {lam}")
-    return Aggregator("sdmgrad", no_state, functools.partial(_weigh, lam=float(lam)))
+    return GramianWeighting("sdmgrad", no_state, functools.partial(_weigh, lam=float(lam)))

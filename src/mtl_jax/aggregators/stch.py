@@ -20,14 +20,28 @@ warm-up steps (the state accumulates it). Since ∇f_t = g_t / (L_t + ε n_t):
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs
+from mtl_jax.aggregators.kinds import LossWeighting, WeightingInputs
 
 DEFAULT_MU = 1.0
 DEFAULT_WARMUP_STEPS = 100
 EPS = 1e-8
+
+
+class STCHState(NamedTuple):
+    """The warm-up's running loss sum (for the nadir) and the step count.
+
+    Attributes:
+      count: the number of steps seen, capped at the warm-up length.
+      loss_sum: (T,) the sum of the warm-up steps' losses (the nadir times the warm-up length).
+    """
+
+    count: jax.Array
+    loss_sum: jax.Array
 
 
 def stch_weights(losses: jax.Array, nadir: jax.Array, mu: float) -> jax.Array:
@@ -36,27 +50,26 @@ def stch_weights(losses: jax.Array, nadir: jax.Array, mu: float) -> jax.Array:
     return losses.shape[0] * jax.nn.softmax(objectives / mu) / (losses + EPS * nadir)
 
 
-def stch_update(losses: jax.Array, state: dict, mu: float, warmup_steps: int) -> tuple[jax.Array, dict]:
-    """(weights, state {"loss_sum", "count"}): warm-up weights until the nadir is known."""
-    warming = state["count"] < warmup_steps
-    loss_sum = jnp.where(warming, state["loss_sum"] + losses.astype(state["loss_sum"].dtype), state["loss_sum"])
-    nadir = (state["loss_sum"] / warmup_steps).astype(losses.dtype)
+def stch_update(losses: jax.Array, state: STCHState, mu: float, warmup_steps: int) -> tuple[jax.Array, STCHState]:
+    """(weights, new state): warm-up weights until the nadir is known."""
+    warming = state.count < warmup_steps
+    loss_sum = jnp.where(warming, state.loss_sum + losses.astype(state.loss_sum.dtype), state.loss_sum)
+    nadir = (state.loss_sum / warmup_steps).astype(losses.dtype)
     safe_nadir = jnp.where(nadir > 0, nadir, 1.0)
     weights = jnp.where(warming, 1.0 / (losses + EPS), stch_weights(losses, safe_nadir, mu))
-    new_state = {"loss_sum": loss_sum, "count": jnp.minimum(state["count"] + 1, warmup_steps)}
-    return weights, new_state
+    return weights, STCHState(loss_sum=loss_sum, count=jnp.minimum(state.count + 1, warmup_steps))
 
 
-def stch(mu: float = DEFAULT_MU, warmup_steps: int = DEFAULT_WARMUP_STEPS) -> Aggregator:
-    """Smooth Tchebycheff scalarisation of the normalised log-losses."""
+def stch(mu: float = DEFAULT_MU, warmup_steps: int = DEFAULT_WARMUP_STEPS) -> LossWeighting:
+    """STCH (Lin et al. 2024, mu=1, warmup_steps=100): smooth Tchebycheff of nadir-normalised log-losses."""
     if mu <= 0.0 or int(warmup_steps) != warmup_steps or warmup_steps < 1:
         raise ValueError(f"stch needs mu > 0 and an integer warmup_steps >= 1, got {mu}, {warmup_steps}")
     warmup_steps = int(warmup_steps)
 
-    def init(num_tasks: int) -> dict:
-        return {"loss_sum": jnp.zeros((num_tasks,), jnp.float32), "count": jnp.zeros((), jnp.int32)}
+    def init(num_tasks: int) -> STCHState:
+        return STCHState(loss_sum=jnp.zeros((num_tasks,), jnp.float32), count=jnp.zeros((), jnp.int32))
 
-    def weigh(inputs: WeightingInputs, state: dict):
+    def weigh(inputs: WeightingInputs, state: STCHState):
         return stch_update(inputs.losses, state, mu, warmup_steps)
 
-    return Aggregator("stch", init, weigh, needs_gramian=False)
+    return LossWeighting("stch", init, weigh)

@@ -22,7 +22,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, PyTree, WeightingInputs, jacobian_only_weigh
+from mtl_jax.aggregators.kinds import EmptyState, JacobianAggregator, JacobianUpdate, WeightingInputs
+from mtl_jax.types import PyTree
 
 DEFAULT_TRIM = 1
 NETWORK_MAX_TASKS = 32
@@ -59,20 +60,19 @@ def trimmed_mean_direction(jacobian: PyTree, trim: int = DEFAULT_TRIM) -> PyTree
     return jax.tree.map(leaf, jacobian)
 
 
-def trimmed_mean(trim: int = DEFAULT_TRIM) -> Aggregator:
-    """Coordinate-wise trimmed mean dropping ``trim`` values at each end."""
+def trimmed_mean(trim: int = DEFAULT_TRIM) -> JacobianAggregator:
+    """TrimmedMean (torchjd, trim=1): coordinate-wise mean without the trim largest and smallest (Jacobian level)."""
     if int(trim) != trim or trim < 0:
         raise ValueError(f"trimmed_mean needs an integer trim >= 0, got {trim}")
     trim = int(trim)
 
-    def init(num_tasks: int):
+    def init(num_tasks: int, shared_params: PyTree) -> EmptyState:
+        del shared_params
         check_trim(num_tasks, trim)
-        return ()
+        return EmptyState()
 
     def combine(jacobian: PyTree, inputs: WeightingInputs, state):
         weights = jnp.full(inputs.losses.shape, jnp.nan, jnp.float32)
-        return trimmed_mean_direction(jacobian, trim), weights, state
+        return JacobianUpdate(trimmed_mean_direction(jacobian, trim), weights, state)
 
-    return Aggregator(
-        "trimmed_mean", init, jacobian_only_weigh("trimmed_mean"), needs_gramian=False, combine=combine
-    )
+    return JacobianAggregator("trimmed_mean", init, combine)

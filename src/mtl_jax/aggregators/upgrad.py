@@ -24,7 +24,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs, no_state
+from mtl_jax.aggregators.kinds import GramianWeighting, WeightingInputs, no_state
 from mtl_jax.aggregators.qp import project_onto_dual_cone
 
 
@@ -40,6 +40,6 @@ def _weigh(inputs: WeightingInputs, state):
     return upgrad_weights(inputs.gramian), state
 
 
-def upgrad() -> Aggregator:
-    """UPGrad: mean of the projections of each g_i onto the dual cone of all the g_j."""
-    return Aggregator("upgrad", no_state, _weigh)
+def upgrad() -> GramianWeighting:
+    """UPGrad (Quinton & Layne 2024): mean of each gradient's projection onto the dual cone."""
+    return GramianWeighting("upgrad", no_state, _weigh)

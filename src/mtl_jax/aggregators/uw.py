@@ -15,13 +15,21 @@ s ← s − lr · ∂L/∂s (fixed point: exp(s_t) = L_t). A loss-level weightin
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs
+from mtl_jax.aggregators.kinds import LossWeighting, WeightingInputs
 
 DEFAULT_LEARNING_RATE = 1e-2
 DEFAULT_INITIAL_LOG_VARIANCE = 0.0
+
+
+class UWState(NamedTuple):
+    """log_variances: (T,) the learnable s_t = log σ_t²."""
+
+    log_variances: jax.Array
 
 
 def uw_update(losses: jax.Array, log_variances: jax.Array, learning_rate: float) -> tuple[jax.Array, jax.Array]:
@@ -35,15 +43,16 @@ def uw_update(losses: jax.Array, log_variances: jax.Array, learning_rate: float)
 def uw(
     learning_rate: float = DEFAULT_LEARNING_RATE,
     initial_log_variance: float = DEFAULT_INITIAL_LOG_VARIANCE,
-) -> Aggregator:
-    """Uncertainty weighting with learnable log-variances."""
+) -> LossWeighting:
+    """UW (Kendall et al. 2018): learnable log-variances, w = exp(-s)/2 (lr=1e-2, s0=0)."""
     if learning_rate <= 0.0:
         raise ValueError(f"uw needs learning_rate > 0, got {learning_rate}")
 
-    def init(num_tasks: int) -> jax.Array:
-        return jnp.full((num_tasks,), initial_log_variance, jnp.float32)
+    def init(num_tasks: int) -> UWState:
+        return UWState(log_variances=jnp.full((num_tasks,), initial_log_variance, jnp.float32))
 
-    def weigh(inputs: WeightingInputs, state: jax.Array):
-        return uw_update(inputs.losses, state, learning_rate)
+    def weigh(inputs: WeightingInputs, state: UWState):
+        weights, log_variances = uw_update(inputs.losses, state.log_variances, learning_rate)
+        return weights, UWState(log_variances=log_variances)
 
-    return Aggregator("uw", init, weigh, needs_gramian=False)
+    return LossWeighting("uw", init, weigh)

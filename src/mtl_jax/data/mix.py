@@ -91,18 +91,25 @@ class MixedDataset:
     def probabilities(self, split: str = "train") -> np.ndarray:
         return mixing_probabilities([len(d.split(split)) for d in self.datasets], self.strategy, self.temperature)
 
-    def train_batches(self, global_batch_size: int, seed: int, split: str = "train", **kwargs: Any) -> MixedBatchIterator:
+    @property
+    def splits(self) -> Mapping[str, tuple[Any, ...]]:
+        """Split name -> the tuple of every dataset's source, for the splits all of them have."""
+        names = set.intersection(*(set(d.splits) for d in self.datasets))
+        return {name: tuple(d.splits[name] for d in self.datasets) for name in sorted(names)}
+
+    def train_batches(self, split: str, *, batch_size: int, seed: int, **kwargs: Any) -> MixedBatchIterator:
+        """Endless mixed batches of ``split``; dataset ``i`` draws its own order from ``[seed, i]``."""
         iterators = [
-            d.train_batches(global_batch_size, int(np.random.default_rng([seed, i]).integers(2**31)), split, **kwargs)
+            d.train_batches(split, batch_size=batch_size, seed=int(np.random.default_rng([seed, i]).integers(2**31)), **kwargs)
             for i, d in enumerate(self.datasets)
         ]  # fmt: skip
         return MixedBatchIterator(self, iterators, seed, self.probabilities(split))
 
-    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
-        """(dataset name, batch) over every dataset's ``split``, padded to the union of keys."""
+    def eval_batches(self, split: str, *, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+        """Every dataset's ``split`` in turn, each batch padded to the union of keys."""
         for dataset in self.datasets:
-            for batch in dataset.eval_batches(split, batch_size):
-                yield dataset.spec.name, fill_absent(batch, self.spec.tasks)
+            for batch in dataset.eval_batches(split, batch_size=batch_size):
+                yield fill_absent(batch, self.spec.tasks)
 
 
 class MixedBatchIterator(Iterator[dict[str, np.ndarray]]):

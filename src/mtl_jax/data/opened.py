@@ -5,12 +5,15 @@ the :class:`~mtl_jax.data.spec.DatasetSpec`, split name -> random-access source,
 ``collate`` turning a list of stored examples into a batch following the spec's batch
 conventions. Text datasets also carry per-split sequence ``lengths`` and the bucket lengths,
 so :meth:`OpenDataset.train_batches` buckets by length.
+
+:class:`Dataset` is what a trainer reads: the same protocol for one opened dataset and for
+several mixed ones (:class:`mtl_jax.data.mix.MixedDataset`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -18,6 +21,36 @@ from mtl_jax.data import pipeline
 from mtl_jax.data.columns import ColumnSource, materialize
 from mtl_jax.errors import DataError
 from mtl_jax.data.spec import DatasetSpec
+from mtl_jax.types import HostBatch
+
+
+class ResumableBatches(Protocol):
+    """An endless batch iterator whose position can be saved (JSON) and restored."""
+
+    def __next__(self) -> HostBatch: ...
+
+    def get_state(self) -> dict[str, Any]: ...
+
+    def set_state(self, state: Mapping[str, Any]) -> None: ...
+
+
+class Dataset(Protocol):
+    """The one road for batches, for single and mixed datasets alike.
+
+    ``train_batches`` yields this process's slice of each global batch, shuffled and
+    endless, resumable with ``get_state``/``set_state``; ``eval_batches`` yields every
+    example of a split once, in batches of exactly ``batch_size`` whose padding rows have
+    ``example_mask`` and every label mask False.
+    """
+
+    spec: DatasetSpec
+
+    @property
+    def splits(self) -> Mapping[str, Any]: ...
+
+    def train_batches(self, split: str, *, batch_size: int, seed: int) -> ResumableBatches: ...
+
+    def eval_batches(self, split: str, *, batch_size: int) -> Iterator[HostBatch]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,15 +94,16 @@ class OpenDataset:
             self._columns[split] = materialize(self.split(split), self.collate, pipeline.read_examples, self.max_length)
         return self._columns[split]
 
-    def train_batches(self, global_batch_size: int, seed: int, split: str = "train", **kwargs: Any):
-        """:func:`mtl_jax.data.pipeline.train_batches` over ``split`` (pre-collated, bucketed)."""
+    def train_batches(self, split: str, *, batch_size: int, seed: int, **kwargs: Any) -> pipeline.BatchIterator:
+        """:func:`mtl_jax.data.pipeline.train_batches` over ``split`` (pre-collated, bucketed);
+        ``batch_size`` is global; ``kwargs``: the pipeline's process and read options."""
         lengths = None if self.lengths is None else self.lengths[split]
         return pipeline.train_batches(
-            self.columns(split), global_batch_size, seed, collate=self.collate, lengths=lengths,
+            self.columns(split), batch_size, seed, collate=self.collate, lengths=lengths,
             buckets=self.buckets, **kwargs,
         )  # fmt: skip
 
-    def eval_batches(self, split: str, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    def eval_batches(self, split: str, *, batch_size: int) -> Iterator[HostBatch]:
         """:func:`mtl_jax.data.pipeline.eval_batches` of ``split``; text padded to the largest bucket."""
         return pipeline.eval_batches(
             self.columns(split), batch_size, self.collate, label_keys=self.label_keys, length=self.max_length

@@ -7,7 +7,7 @@ batches (on the device, one transfer at the end) and finalises per-task metrics.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
 import jax
 import jax.numpy as jnp

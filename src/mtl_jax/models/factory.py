@@ -14,11 +14,14 @@ Trunk (must fit the dataset's input kind, ``TRUNKS_FOR_INPUT``):
   widths, blocks_per_stage, groups                                       resnet
   cutoff (Å), num_rbf, readout ("sum" | "set2set"), set2set_steps        mpnn
 Architecture:
-  architecture    "hard" | "mmoe" | "dselect_k" | "cgc" | "ple" | "cross_stitch" | "mtan"
+  architecture    "hard" | "mmoe" | "dselect_k" | "cgc" | "ple" | "cross_stitch" | "mtan" | "ltb"
   num_experts, expert_hidden (tuple), top_k (dselect_k)                  mmoe, dselect_k
   num_shared_experts, num_task_experts, expert_hidden, levels (ple)      cgc, ple
   column_hidden (tuple)                                                  cross_stitch
   attention_levels, attention_width                                      mtan
+  branch_hidden (tuple: one width per branching layer, the last per task),
+  branch_nodes (candidate nodes per lower layer; 0: one per task),
+  gumbel_temperature (> 0)                                               ltb (Learning to Branch)
 Heads and training tools:
   tower           hidden sizes of each task's MLP tower (tuple; empty: linear head)
   dropout         dropout rate in trunk, experts and towers
@@ -29,7 +32,7 @@ Heads and training tools:
                   are computed in float32)
 
 Which parameters are shared and which task-specific is each architecture's choice, stated
-in its module (``mmoe``, ``ple``, ``cross_stitch``, ``mtan``); hard sharing: the trunk is
+in its module (``mmoe``, ``ple``, ``cross_stitch``, ``mtan``, ``ltb``); hard sharing: the trunk is
 shared, the heads task-specific.
 """
 
@@ -49,6 +52,7 @@ from mtl_jax.models.composition import SharedEncoder
 from mtl_jax.models.cross_stitch import build_cross_stitch
 from mtl_jax.models.lenet import LeNetTrunk
 from mtl_jax.models.losses import REGRESSION_LOSSES
+from mtl_jax.models.ltb import build_ltb
 from mtl_jax.models.message_passing import READOUTS, MessagePassingTrunk
 from mtl_jax.models.mlp import MLPTrunk
 from mtl_jax.models.mmoe import build_mmoe
@@ -88,6 +92,9 @@ DEFAULTS: dict[str, Any] = {
     "column_hidden": (64, 64),
     "attention_levels": 2,
     "attention_width": 64,
+    "branch_hidden": (64, 64),
+    "branch_nodes": 0,
+    "gumbel_temperature": 1.0,
     "tower": (),
     "dropout": 0.0,
     "word_dropout": 0.0,
@@ -103,7 +110,7 @@ TRUNKS_FOR_INPUT: Mapping[str, tuple[str, ...]] = {
     "features": ("mlp",),
 }
 TRUNKS: tuple[str, ...] = tuple(dict.fromkeys(t for ts in TRUNKS_FOR_INPUT.values() for t in ts))
-ARCHITECTURES: tuple[str, ...] = ("hard", "mmoe", "dselect_k", "cgc", "ple", "cross_stitch", "mtan")
+ARCHITECTURES: tuple[str, ...] = ("hard", "mmoe", "dselect_k", "cgc", "ple", "cross_stitch", "mtan", "ltb")
 DTYPES: Mapping[str, Any] = {"float32": None, "bfloat16": jnp.bfloat16}
 CHOICES: Mapping[str, tuple[str, ...]] = {
     "trunk": TRUNKS,
@@ -232,6 +239,15 @@ def _architecture(config: Mapping[str, Any]) -> tuple[Callable[..., tuple[MultiT
         )
     if name == "cross_stitch":
         return build_cross_stitch, dict(column_hidden=config["column_hidden"], dropout=dropout, dtype=dtype)
+    if name == "ltb":
+        if not config["branch_hidden"]:
+            raise ConfigError("model.branch_hidden needs at least one width (the per-task layer), e.g. (64, 64)")
+        if not config["gumbel_temperature"] > 0:
+            raise ConfigError(f"model.gumbel_temperature must be > 0, got {config['gumbel_temperature']!r}")
+        return build_ltb, dict(
+            branch_hidden=config["branch_hidden"], branch_nodes=config["branch_nodes"],
+            temperature=config["gumbel_temperature"], dropout=dropout, dtype=dtype,
+        )
     if config["attention_levels"] < 1 or config["attention_width"] < 1:
         raise ConfigError("model.attention_levels and model.attention_width must be at least 1")
     return build_mtan, dict(

@@ -8,7 +8,7 @@ so a loss is the exact global mean whatever the device count, padding or task ma
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Callable, Mapping, NamedTuple
 
 import jax
 from flax import nnx

@@ -4,8 +4,8 @@
   update is zero, the inner optimiser state is kept, and ``total_notfinite`` counts the
   skipped steps (read with :func:`skipped_updates`).
 * The aggregator's state update is kept only when the step's losses and Gramian (and, for
-  Jacobian-level methods, the Jacobian) are finite, so stateful methods (GradVac, CR-MOGM,
-  MoCo, ...) are not poisoned either.
+  Jacobian aggregators, the Jacobian) are finite, so stateful methods (GradVac, CR-MOGM,
+  MoCo, ...) are not poisoned either. The wrapper returns an aggregator of the same kind.
 
 Both are pure wrappers around the pieces ``make_train_step`` receives.
 """
@@ -18,7 +18,17 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs
+from mtl_jax.aggregators.kinds import (
+    Aggregator,
+    CombineFn,
+    GramianWeighting,
+    JacobianAggregator,
+    JacobianUpdate,
+    LossWeighting,
+    UniformWeighting,
+    WeighFn,
+    WeightingInputs,
+)
 
 NEVER_GIVE_UP = 2**31 - 1
 
@@ -44,22 +54,33 @@ def _keep_if(finite: jax.Array, new_state: Any, state: Any) -> Any:
     return jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
 
 
-def keep_state_when_nonfinite(aggregator: Aggregator) -> Aggregator:
-    """``aggregator`` whose state stays unchanged on a step with non-finite inputs
-    (losses, Gramian, and for Jacobian-level methods the Jacobian itself)."""
-
-    def weigh(inputs: WeightingInputs, state):
-        weights, new_state = aggregator.weigh(inputs, state)
+def _guarded_weigh(weigh: WeighFn) -> WeighFn:
+    def guarded(inputs: WeightingInputs, state):
+        weights, new_state = weigh(inputs, state)
         return weights, _keep_if(_all_finite(inputs), new_state, state)
 
-    if aggregator.combine is None:
-        return aggregator._replace(weigh=weigh)
+    return guarded
 
-    def combine(jacobian: Any, inputs: WeightingInputs, state):
-        direction, weights, new_state = aggregator.combine(jacobian, inputs, state)
+
+def _guarded_combine(combine: CombineFn) -> CombineFn:
+    def guarded(jacobian: Any, inputs: WeightingInputs, state) -> JacobianUpdate:
+        direction, weights, new_state = combine(jacobian, inputs, state)
         finite = _all_finite(inputs)
         for leaf in jax.tree.leaves(jacobian):
             finite &= jnp.all(jnp.isfinite(leaf))
-        return direction, weights, _keep_if(finite, new_state, state)
+        return JacobianUpdate(direction, weights, _keep_if(finite, new_state, state))
 
-    return aggregator._replace(weigh=weigh, combine=combine)
+    return guarded
+
+
+def keep_state_when_nonfinite(aggregator: Aggregator) -> Aggregator:
+    """``aggregator`` of the same kind whose state stays unchanged on a step with non-finite
+    inputs (losses, Gramian, and for Jacobian aggregators the Jacobian itself)."""
+    match aggregator:
+        case GramianWeighting() | LossWeighting():
+            return aggregator._replace(weigh=_guarded_weigh(aggregator.weigh))
+        case JacobianAggregator():
+            return aggregator._replace(combine=_guarded_combine(aggregator.combine))
+        case UniformWeighting():
+            return aggregator  # stateless
+    raise TypeError(f"not an aggregator: {aggregator!r}")

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
-from mtl_jax.aggregators.base import Aggregator, initial_state
+from mtl_jax.aggregators.kinds import Aggregator, initial_state
 from mtl_jax.types import PyTree
-
 
 
 @struct.dataclass
@@ -37,7 +34,11 @@ def create_train_state(
     num_tasks: int,
     seed: int,
 ) -> TrainState:
-    """A fresh train state at step 0 (unplaced; see ``mtl_jax.parallel.replicate``)."""
+    """A fresh train state at step 0 (unplaced; see ``mtl_jax.parallel.replicate``).
+
+    The aggregator's state comes from :func:`~mtl_jax.aggregators.initial_state` (a
+    Jacobian aggregator's ``init`` also sees ``params["shared"]``).
+    """
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,

@@ -11,38 +11,72 @@ Per step, on every device of the ``data`` mesh axis (``jax.shard_map``):
    with the combined cotangent Σ_t w_t ∂L_t/∂z (docs/design.md, "Modes");
 4. task-specific parameters get their own plain gradients; one optax update.
 
-Jacobian-level aggregators (``Aggregator.combine``: GradDrop, TrimmedMean, MoCo, …) replace
-steps 2–3: they receive J itself and return the direction.
+The aggregator's kind (``mtl_jax.aggregators.kinds``) picks the path, and every path returns
+a :class:`StepResult`:
 
-Unless gradient statistics are asked for, two shortcuts skip steps 1–3:
-- uniform weights (EW): one backward pass of the summed loss gives the same update;
-- loss-level weightings (no Gramian, no Jacobian: RLW, UW, DWA, FAMO, GLS, STCH, …): one
-  forward pass, the weights from the losses, then ONE trunk backward pass with the cotangent
-  Σ_t w_t ∂L_t/∂z (the heads are back-propagated twice, once with w for the trunk and once
-  with 1 for their own plain gradients) — in both modes, at about the cost of EW.
-The Gramian is formed only when the aggregator reads it or gradient statistics are asked for.
+- ``GramianWeighting``: steps 1–4 as above;
+- ``JacobianAggregator`` (GradDrop, TrimmedMean, MoCo, …): its ``combine`` receives J itself
+  and replaces steps 2–3;
+- ``UniformWeighting`` (EW): one backward pass of the summed loss gives the same update;
+- ``LossWeighting`` (RLW, UW, DWA, FAMO, GLS, STCH, …): one forward pass, the weights from
+  the losses, then ONE trunk backward pass with the cotangent Σ_t w_t ∂L_t/∂z (the heads are
+  back-propagated twice, once with w for the trunk and once with 1 for their own plain
+  gradients) — in both modes, at about the cost of EW.
+
+Gradient statistics need the Gramian, so when they are asked for the last two kinds take the
+Jacobian path too (their weights do not change). The Gramian is formed only when the
+aggregator reads it or gradient statistics are asked for.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, PartitionSpec
 
-from mtl_jax.aggregators.base import Aggregator, WeightingInputs, needs_jacobian
 from mtl_jax.aggregators.gramian import gramian, weighted_sum
-from mtl_jax.surgery.gradient_stats import gradient_statistics
+from mtl_jax.aggregators.kinds import (
+    KINDS,
+    MODES,
+    Aggregator,
+    GramianWeighting,
+    JacobianAggregator,
+    JacobianUpdate,
+    LossWeighting,
+    Mode,
+    UniformWeighting,
+    WeightingInputs,
+)
 from mtl_jax.models.multitask import MultiTaskModel
-from mtl_jax.surgery import jacobian
 from mtl_jax.parallel import DATA_AXIS, check_divisible, global_batch_size, shard_batch
+from mtl_jax.surgery import jacobian
+from mtl_jax.surgery.gramian_engine import engine_full_step
+from mtl_jax.surgery.gradient_stats import gradient_statistics
 from mtl_jax.surgery.state import TrainState
 from mtl_jax.types import PyTree
 
-Mode = Literal["full", "representation"]
-MODES = ("full", "representation")
+__all__ = ["MODES", "Mode", "StepResult", "TrainStep", "make_train_step"]
+
+
+class StepResult(NamedTuple):
+    """What a path of the step computes before the optimiser update.
+
+    Attributes:
+      grads: ``{"shared": direction, "tasks": plain head gradients}``, shaped like the params.
+      losses: (T,) the task losses.
+      weights: (T,) the task weights (NaN for element-wise Jacobian aggregators).
+      gramian: (T, T) G, or ``None`` where the path did not form it.
+      aggregator_state: the aggregator's new state.
+    """
+
+    grads: PyTree
+    losses: jax.Array
+    weights: jax.Array
+    gramian: jax.Array | None
+    aggregator_state: PyTree
 
 
 def _step_keys(state: TrainState) -> tuple[jax.Array, jax.Array]:
@@ -51,21 +85,17 @@ def _step_keys(state: TrainState) -> tuple[jax.Array, jax.Array]:
     return aggregator_key, jax.random.fold_in(model_key, jax.lax.axis_index(DATA_AXIS))
 
 
-def _weigh(aggregator: Aggregator, gram, losses, key, state: TrainState):
-    inputs = WeightingInputs(gramian=gram, losses=losses, key=key, step=state.step)
-    return aggregator.weigh(inputs, state.aggregator_state)
-
-
-def _uniform_step(model, aggregator, state, batch, rng):
+def _uniform_step(model, aggregator: UniformWeighting, state, batch, rng) -> StepResult:
+    """w = c·1: one backward pass of Σ_t L_t, the shared gradient scaled by c."""
     losses, grads = jacobian.summed_gradients(model, state.params, batch, rng, DATA_AXIS)
-    scale = aggregator.uniform_weight(losses.shape[0])
+    scale = aggregator.weight(losses.shape[0])
     grads = {"shared": jax.tree.map(lambda g: g * scale, grads["shared"]), "tasks": grads["tasks"]}
     weights = jnp.full_like(losses, scale)
-    return grads, losses, weights, None, state.aggregator_state
+    return StepResult(grads, losses, weights, None, state.aggregator_state)
 
 
-def _loss_weighted_step(model, aggregator, state, batch, rng, agg_key):
-    """Loss-level weightings: forward, w from the losses, one trunk VJP of Σ_t w_t L_t."""
+def _loss_weighted_step(model, aggregator: LossWeighting, state, batch, rng, agg_key) -> StepResult:
+    """Loss weightings: forward, w from the losses, one trunk VJP of Σ_t w_t L_t."""
     params = state.params
     z, trunk_vjp = jax.vjp(lambda shared: model.encode(shared, batch, rng), params["shared"])
 
@@ -73,42 +103,74 @@ def _loss_weighted_step(model, aggregator, state, batch, rng, agg_key):
         return jacobian.global_task_losses(model, tasks, features, batch, rng, DATA_AXIS)
 
     losses, heads_vjp = jax.vjp(losses_of, params["tasks"], z)
-    weights, agg_state = _weigh(aggregator, None, losses, agg_key, state)
+    inputs = WeightingInputs(gramian=None, losses=losses, key=agg_key, step=state.step)
+    weights, agg_state = aggregator.weigh(inputs, state.aggregator_state)
     weights = jax.lax.stop_gradient(weights).astype(losses.dtype)
     task_grads, _ = heads_vjp(jnp.ones_like(losses))
     _, z_cotangent = heads_vjp(weights)
     (shared_grads,) = trunk_vjp(z_cotangent)
-    return {"shared": shared_grads, "tasks": task_grads}, losses, weights, None, agg_state
+    return StepResult({"shared": shared_grads, "tasks": task_grads}, losses, weights, None, agg_state)
 
 
-def _direction(aggregator, rows, gram, losses, key, state):
+def _direction(aggregator: Aggregator, rows, gram, losses, key, state) -> JacobianUpdate:
     """(d, w, new aggregator state): ``combine`` on J, or w = weigh(G) and d = Jᵀw."""
     inputs = WeightingInputs(gramian=gram, losses=losses, key=key, step=state.step)
-    if aggregator.combine is not None:
-        return aggregator.combine(rows, inputs, state.aggregator_state)
+    if isinstance(aggregator, JacobianAggregator):
+        return JacobianUpdate(*aggregator.combine(rows, inputs, state.aggregator_state))
     weights, agg_state = aggregator.weigh(inputs, state.aggregator_state)
-    return weighted_sum(weights, rows), weights, agg_state
+    return JacobianUpdate(weighted_sum(weights, rows), weights, agg_state)
 
 
-def _full_step(model, aggregator, state, batch, rng, agg_key, chunk, want_gramian):
+def _full_step(model, aggregator, state, batch, rng, agg_key, chunk, want_gramian) -> StepResult:
     jac = jacobian.full_jacobian(model, state.params, batch, rng, DATA_AXIS, chunk)
     gram = gramian(jac.shared) if want_gramian else None
-    direction, weights, agg_state = _direction(aggregator, jac.shared, gram, jac.losses, agg_key, state)
-    grads = {"shared": direction, "tasks": jac.tasks}
-    return grads, jac.losses, weights, gram, agg_state
+    update = _direction(aggregator, jac.shared, gram, jac.losses, agg_key, state)
+    grads = {"shared": update.direction, "tasks": jac.tasks}
+    return StepResult(grads, jac.losses, update.weights, gram, update.state)
 
 
-def _representation_step(model, aggregator, state, batch, rng, agg_key, chunk, want_gramian):
+def _representation_step(model, aggregator, state, batch, rng, agg_key, chunk, want_gramian) -> StepResult:
     jac = jacobian.representation_jacobian(model, state.params, batch, rng, DATA_AXIS, chunk)
     gram = jax.lax.psum(gramian(jac.representation), DATA_AXIS) if want_gramian else None
-    if aggregator.combine is not None:  # element-wise on this device's rows: its own draws
+    if isinstance(aggregator, JacobianAggregator):  # element-wise on this device's rows: its own draws
         agg_key = jax.random.fold_in(agg_key, jax.lax.axis_index(DATA_AXIS))
-    direction, weights, agg_state = _direction(
-        aggregator, jac.representation, gram, jac.losses, agg_key, state
-    )
-    (shared_grads,) = jac.trunk_vjp(direction)
+    update = _direction(aggregator, jac.representation, gram, jac.losses, agg_key, state)
+    (shared_grads,) = jac.trunk_vjp(update.direction)
     grads = {"shared": shared_grads, "tasks": jac.tasks}
-    return grads, jac.losses, weights, gram, agg_state
+    return StepResult(grads, jac.losses, update.weights, gram, update.state)
+
+
+def _aggregated_gradients(
+    model: MultiTaskModel,
+    aggregator: Aggregator,
+    state: TrainState,
+    batch: PyTree,
+    rng: jax.Array,
+    agg_key: jax.Array,
+    *,
+    mode: Mode,
+    gradient_stats: bool,
+    jacobian_chunk: int | None,
+    gramian_engine: bool = True,
+) -> StepResult:
+    """The path for the aggregator's kind (module docstring)."""
+    want_gramian = isinstance(aggregator, GramianWeighting) or gradient_stats
+    match aggregator:
+        case GramianWeighting() if mode == "full" and gramian_engine and jacobian_chunk is None:
+            return StepResult(*engine_full_step(
+                model, aggregator, state.params, state.aggregator_state, state.step, batch, rng,
+                agg_key, DATA_AXIS, jacobian.global_task_losses,
+            ))
+        case UniformWeighting() if not gradient_stats:
+            return _uniform_step(model, aggregator, state, batch, rng)
+        case LossWeighting() if not gradient_stats:
+            return _loss_weighted_step(model, aggregator, state, batch, rng, agg_key)
+        case _ if mode == "full":
+            return _full_step(model, aggregator, state, batch, rng, agg_key, jacobian_chunk, want_gramian)
+        case _:
+            return _representation_step(
+                model, aggregator, state, batch, rng, agg_key, jacobian_chunk, want_gramian
+            )
 
 
 def _local_train_step(
@@ -121,35 +183,24 @@ def _local_train_step(
     mode: Mode,
     gradient_stats: bool,
     jacobian_chunk: int | None,
+    gramian_engine: bool = True,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     agg_key, model_key = _step_keys(state)
-    want_gramian = aggregator.needs_gramian or gradient_stats
-    if aggregator.uniform_weight is not None and not gradient_stats:
-        grads, losses, weights, gram, agg_state = _uniform_step(
-            model, aggregator, state, batch, model_key
-        )
-    elif not needs_jacobian(aggregator) and not gradient_stats:
-        grads, losses, weights, gram, agg_state = _loss_weighted_step(
-            model, aggregator, state, batch, model_key, agg_key
-        )
-    elif mode == "full":
-        grads, losses, weights, gram, agg_state = _full_step(
-            model, aggregator, state, batch, model_key, agg_key, jacobian_chunk, want_gramian
-        )
-    else:
-        grads, losses, weights, gram, agg_state = _representation_step(
-            model, aggregator, state, batch, model_key, agg_key, jacobian_chunk, want_gramian
-        )
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    result = _aggregated_gradients(
+        model, aggregator, state, batch, model_key, agg_key,
+        mode=mode, gradient_stats=gradient_stats, jacobian_chunk=jacobian_chunk,
+        gramian_engine=gramian_engine,
+    )
+    updates, opt_state = optimizer.update(result.grads, state.opt_state, state.params)
     new_state = state.replace(
         step=state.step + 1,
         params=optax.apply_updates(state.params, updates),
         opt_state=opt_state,
-        aggregator_state=agg_state,
+        aggregator_state=result.aggregator_state,
     )
-    metrics = {"loss": losses, "weights": weights}
+    metrics = {"loss": result.losses, "weights": result.weights}
     if gradient_stats:  # only when asked: an unused Gramian is then dropped by XLA
-        metrics.update(gradient_statistics(gram))
+        metrics.update(gradient_statistics(result.gramian))
     return new_state, metrics
 
 
@@ -184,6 +235,7 @@ def make_train_step(
     mode: Mode = "full",
     gradient_stats: bool = True,
     jacobian_chunk: int | None = None,
+    gramian_engine: bool = True,
 ) -> TrainStep:
     """Build the data-parallel train step.
 
@@ -195,12 +247,20 @@ def make_train_step(
       mode: ``"full"`` (surgery on the shared parameters' gradients) or ``"representation"``
         (on the gradients of the shared representation). Methods whose state is shaped like
         the gradients (MoCo, ExcessMTL, DB-MTL) support only ``"full"`` and MGDA-UB only
-        ``"representation"`` (``Aggregator.modes``); others raise a ValueError.
+        ``"representation"`` (the aggregator's ``modes``); others raise a ValueError.
       gradient_stats: report gradient norms, cosines and conflicts (forces the Jacobian for
-        EW).
+        uniform and loss weightings).
       jacobian_chunk: ``None`` back-propagates all T cotangents at once (``vmap``); an
         integer k processes k at a time (``lax.map``) to cap memory.
+      gramian_engine: in full mode, Gramian weightings form G layer by layer and d = Jᵀw
+        without holding J (``mtl_jax.surgery.gramian_engine``); ``False`` materialises J
+        (for comparison). Ignored when ``jacobian_chunk`` is set.
     """
+    if not isinstance(aggregator, KINDS):
+        raise TypeError(
+            f"make_train_step needs an aggregator of one of the kinds "
+            f"{', '.join(kind.__name__ for kind in KINDS)}, got {type(aggregator).__name__}"
+        )
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; accepted values: {', '.join(MODES)}")
     if mode not in aggregator.modes:
@@ -221,6 +281,7 @@ def make_train_step(
             mode=mode,
             gradient_stats=gradient_stats,
             jacobian_chunk=jacobian_chunk,
+            gramian_engine=gramian_engine,
         )
 
     sharded = jax.shard_map(

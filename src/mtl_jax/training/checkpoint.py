@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,6 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as policies
 
 from mtl_jax.surgery.state import TrainState
-from mtl_jax.types import PyTree
 
 SCORE = "score"
 
@@ -76,14 +76,72 @@ def unflatten_state(flat: dict[str, np.ndarray], like: TrainState) -> TrainState
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
+CHECKSUMS = "checksums"
+
+
+def checksums(flat: dict[str, np.ndarray]) -> dict[str, str]:
+    """{name: CRC-32 of the array's bytes, dtype and shape} of every array."""
+    out = {}
+    for name, array in flat.items():
+        array = np.ascontiguousarray(array)
+        header = f"{array.dtype.str}{array.shape}".encode()
+        out[name] = f"{zlib.crc32(array.view(np.uint8).reshape(-1), zlib.crc32(header)):08x}"
+    return out
+
+
+class ChecksumError(ValueError):
+    """A restored array differs from the one saved (the file was damaged)."""
+
+
+def verified(step: int, flat: dict[str, np.ndarray], extra: dict) -> tuple[dict[str, np.ndarray], dict]:
+    """``flat`` and ``extra`` without its checksums, after checking them (checkpoints of older
+    versions have none)."""
+    saved = extra.pop(CHECKSUMS, None)
+    if saved is not None:
+        found = checksums({name: flat[name] for name in saved if name in flat})
+        bad = sorted(name for name in saved if found.get(name) != saved[name])
+        if bad:
+            raise ChecksumError(f"checkpoint of step {step}: {len(bad)} arrays fail their checksum, e.g. {bad[0]!r}")
+    return flat, extra
+
+
 class CorruptCheckpointWarning(UserWarning):
     """The latest checkpoint could not be read; an earlier one was restored."""
+
+
+def saved_steps(directory: str | os.PathLike) -> list[int]:
+    """The steps with a checkpoint directory under ``directory`` (read-only; [] if none)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def set_aside(directory: str | os.PathLike, steps: list[int]) -> list[Path]:
+    """Rename the (unreadable) checkpoints of ``steps`` to ``unreadable-<step>[-n]`` so that
+    training can save those steps again; nothing is deleted. Returns the new paths."""
+    moved = []
+    for step in steps:
+        source = Path(directory) / str(step)
+        target, n = Path(directory) / f"unreadable-{step}", 1
+        while target.exists():
+            target, n = Path(directory) / f"unreadable-{step}-{n}", n + 1
+        source.rename(target)
+        moved.append(target)
+        warnings.warn(
+            f"the unreadable checkpoint of step {step} was moved to {target}; training continues from an"
+            " earlier one and saves that step again",
+            CorruptCheckpointWarning,
+            stacklevel=2,
+        )
+    return moved
 
 
 class Checkpointer:
     """Save and restore (train state, JSON extra) in ``directory``."""
 
-    def __init__(self, directory: str | os.PathLike, *, keep: int = 3, every: int = 0, asynchronous: bool = True):
+    def __init__(self, directory: str | os.PathLike, *, keep: int = 3, asynchronous: bool = True, read_only: bool = False):
+        """``read_only``: restore only; the directory must exist and is never written."""
         self.directory = Path(directory).absolute()
         policy = policies.AnyPreservationPolicy([
             policies.LatestN(n=keep),
@@ -93,19 +151,22 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             preservation_policy=policy,
             enable_async_checkpointing=asynchronous,
-            create=True,
-            cleanup_tmp_directories=True,
+            create=not read_only,
+            cleanup_tmp_directories=not read_only,
+            read_only=read_only,
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "extra"))
-        self.every = every
+        self.failures: list[tuple[int, str]] = []  # (step, why) restore_latest skipped
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
     def save(self, step: int, state: TrainState, extra: dict, score: float | None = None) -> None:
         """Start an asynchronous save of ``state`` and ``extra`` at ``step`` (any earlier save
-        is finished first). ``score``: the validation score, larger is better."""
+        is finished first). ``score``: the validation score, larger is better. A checksum of
+        every array is saved with them and verified on restore."""
         flat = flatten_state(state)
+        extra = {**extra, CHECKSUMS: checksums(flat)}
         args = ocp.args.Composite(state=ocp.args.StandardSave(flat), extra=ocp.args.JsonSave(extra))
         metrics = None if score is None else {SCORE: float(score)}
         self.manager.save(step, args=args, metrics=metrics, force=True)
@@ -116,28 +177,44 @@ class Checkpointer:
         restored = self.manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), extra=ocp.args.JsonRestore())
         )
-        return unflatten_state(dict(restored["state"]), like), dict(restored["extra"])
+        flat, extra = verified(step, dict(restored["state"]), dict(restored["extra"]))
+        return unflatten_state(flat, like), extra
 
     def restore_arrays(self, step: int) -> tuple[dict[str, np.ndarray], dict]:
         """The saved {dotted path: array} and extra at ``step``, without a model at hand."""
         restored = self.manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), extra=ocp.args.JsonRestore())
         )
-        return {name: np.asarray(value) for name, value in restored["state"].items()}, dict(restored["extra"])
+        flat = {name: np.asarray(value) for name, value in restored["state"].items()}
+        return verified(step, flat, dict(restored["extra"]))
+
+    def restore_extra(self, step: int) -> dict:
+        """Only the JSON extra saved at ``step`` (cheap: no arrays are read)."""
+        restored = self.manager.restore(step, args=ocp.args.Composite(extra=ocp.args.JsonRestore()))
+        extra = dict(restored["extra"])
+        extra.pop(CHECKSUMS, None)
+        return extra
 
     def restore_latest(self, like: TrainState) -> tuple[int, TrainState, dict] | None:
-        """The newest readable checkpoint; a corrupt newer one is reported and skipped."""
+        """The newest readable checkpoint, or None when none is (``failures`` then says why).
+        Newer unreadable ones are skipped with one warning."""
+        self.failures = []
         for step in reversed(self.steps()):
             try:
                 state, extra = self.restore(step, like)
             except Exception as error:  # any unreadable file means: try the previous one
+                text = " ".join(str(error).split())[:200]
+                self.failures.append((step, f"{type(error).__name__}: {text}"))
+                continue
+            if self.failures:
+                newest, reason = self.failures[0]
+                more = f" (and {len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
                 warnings.warn(
-                    f"checkpoint at step {step} in {self.directory} is unreadable ({type(error).__name__}:"
-                    f" {str(error).splitlines()[0][:200] if str(error) else ''}); trying the previous one",
+                    f"checkpoint at step {newest} in {self.directory} is unreadable ({reason}){more};"
+                    f" restored step {step} instead",
                     CorruptCheckpointWarning,
                     stacklevel=2,
                 )
-                continue
             return step, state, extra
         return None
 

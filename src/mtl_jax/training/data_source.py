@@ -1,30 +1,34 @@
-"""Opening a dataset for the trainer: its spec, its splits and their batch streams.
+"""Opening a run's data: a :class:`~mtl_jax.data.opened.Dataset` with a validation split, and
+the checks of the config against it.
 
-The single place the trainer touches ``mtl_jax.data``. ``open_data(config)`` opens
-``config["dataset"]`` with :func:`mtl_jax.data.datasets.open_dataset` (prepared once under
-the data directory) and returns a :class:`TrainingData`. A dataset without a ``validation``
-split (MultiMNIST and MultiFashion follow Sener & Koltun, who have only train and test)
-gets one: the last ``dataset_options.validation_fraction`` (default 10 %) of its train
-split, whose order the builder already shuffled with the dataset seed.
+``open_data(config)`` opens ``config.dataset`` with :func:`mtl_jax.data.datasets.open_dataset`
+(prepared once under the data directory); a list of names is mixed by ``config.mixing``. A
+dataset without a ``validation`` split (MultiMNIST and MultiFashion follow Sener & Koltun,
+who have only train and test) gets one: the last ``dataset_options.validation_fraction``
+(default 10 %) of its train split, whose order the builder already shuffled with the dataset
+seed. Single and mixed datasets are read the same way (``train_batches(split, *,
+batch_size, seed)``, ``eval_batches(split, *, batch_size)``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from mtl_jax.errors import ConfigError
+from mtl_jax.config import RunConfig
+from mtl_jax.config.checks import one_of
 from mtl_jax.data import pipeline
-from mtl_jax.data.datasets import DATASETS, accepted_options, open_dataset
-from mtl_jax.errors import DataError
-from mtl_jax.data.mix import MixedDataset, mix
-from mtl_jax.data.opened import OpenDataset
+from mtl_jax.data.datasets import open_dataset
+from mtl_jax.data.mix import mix
+from mtl_jax.data.opened import Dataset, OpenDataset
 from mtl_jax.data.spec import DatasetSpec, TaskSpec
-
-VALIDATION_FRACTION = 0.1
-
+from mtl_jax.errors import ConfigError, DataError
+from mtl_jax.evaluation.task_metrics import METRICS_BY_KIND
+from mtl_jax.training.run_dir import RESULTS_FILE
 
 class Subset(Sequence):
     """Examples ``indices`` of a random-access source, itself random-access."""
@@ -45,8 +49,6 @@ class Subset(Sequence):
 
 def with_validation_split(opened: OpenDataset, fraction: float) -> OpenDataset:
     """``opened`` whose last ``fraction`` of ``train`` becomes ``validation``."""
-    if not 0.0 < fraction < 1.0:
-        raise ConfigError(f"config key 'dataset_options.validation_fraction' must be in (0, 1), got {fraction!r}")
     size = len(opened.splits["train"])
     cut = size - int(round(size * fraction))
     if cut <= 0 or cut >= size:
@@ -62,67 +64,43 @@ def with_validation_split(opened: OpenDataset, fraction: float) -> OpenDataset:
     return dataclasses.replace(opened, splits=splits, lengths=lengths)
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainingData:
-    """An opened dataset, or several mixed (:func:`mtl_jax.data.mix.mix`), as the loop reads it."""
-
-    opened: OpenDataset | MixedDataset
-
-    @property
-    def spec(self) -> DatasetSpec:
-        return self.opened.spec
-
-    @property
-    def splits(self) -> Mapping[str, Any]:
-        """Split name -> source (mixed: the tuple of every dataset's source)."""
-        if isinstance(self.opened, OpenDataset):
-            return self.opened.splits
-        names = set.intersection(*(set(d.splits) for d in self.opened.datasets))
-        return {name: tuple(d.splits[name] for d in self.opened.datasets) for name in sorted(names)}
-
-    def train_batches(self, split: str, global_batch_size: int, seed: int):
-        """Endless shuffled batches of ``split`` (this process's slice), resumable."""
-        return self.opened.train_batches(global_batch_size, seed, split)
-
-    def eval_batches(self, split: str, batch_size: int, label_keys: Sequence[str]) -> Iterator[dict]:
-        """Every example of ``split`` once, padding masked (``label_keys``: every task's)."""
-        del label_keys  # the opened dataset masks the padding of every task it has
-        if isinstance(self.opened, OpenDataset):
-            return self.opened.eval_batches(split, batch_size)
-        return (batch for _, batch in self.opened.eval_batches(split, batch_size))
-
-
-def dataset_names() -> list[str]:
-    """Every dataset the trainer can open."""
-    return sorted(DATASETS)
-
-
-def open_one(name: str, options: Mapping[str, Any], key: str) -> OpenDataset:
-    """Dataset ``name`` with ``options`` (config key ``key``), with a validation split."""
-    options = dict(options)
-    fraction = options.pop("validation_fraction", VALIDATION_FRACTION)
-    accepted = [*accepted_options(name), "validation_fraction"]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ConfigError(f"config key {key!r} for {name}: unknown options {unknown}; accepted: {', '.join(sorted(accepted))}")
-    opened = open_dataset(name, **options)
+def open_one(config: RunConfig, name: str) -> OpenDataset:
+    """Dataset ``name`` with its options, with a validation split."""
+    opened = open_dataset(name, **config.options_of(name))
     if "validation" not in opened.splits:
-        opened = with_validation_split(opened, fraction)
+        opened = with_validation_split(opened, config.validation_fraction(name))
     return opened
 
 
-def open_data(config: Mapping[str, Any]) -> TrainingData:
-    """``config["dataset"]`` with ``config["dataset_options"]``; a list of names is mixed by
-    ``config["mixing"]`` (options then per dataset: ``dataset_options: {name: {...}}``)."""
-    names, options = config["dataset"], config["dataset_options"]
-    if isinstance(names, str):
-        return TrainingData(open_one(names, options, "dataset_options"))
-    opened = [open_one(name, options.get(name, {}), f"dataset_options.{name}") for name in names]
-    mixing = config["mixing"]
+def open_data(config: RunConfig) -> Dataset:
+    """``config.dataset`` with its options; several names are mixed by ``config.mixing``."""
+    if not config.is_mixed:
+        return open_one(config, config.dataset)
+    opened = [open_one(config, name) for name in config.dataset_names]
     try:
-        return TrainingData(mix(opened, mixing["strategy"], mixing["temperature"]))
+        return mix(opened, config.mixing.strategy, config.mixing.temperature)
     except DataError as error:
-        raise ConfigError(f"config key 'dataset' {names}: {error}") from error
+        raise ConfigError(f"config key 'dataset' {list(config.dataset_names)}: {error}") from error
+
+
+def select_tasks(config: RunConfig, spec: DatasetSpec, splits: Iterable[str]) -> tuple[TaskSpec, ...]:
+    """The specs of the tasks to train; ConfigError for unknown tasks, splits, baselines or metric."""
+    available = [task.name for task in spec.tasks]
+    names = list(config.tasks) or available
+    for name in names:
+        one_of("tasks", name, available)
+    splits = sorted(splits)
+    one_of("eval_split", config.eval_split, splits)
+    one_of("test_split", config.test_split, splits)
+    for name in config.baselines:
+        one_of("baselines", name, names)
+    task, _, metric = config.best_metric.partition("/")
+    if task != "mean":
+        one_of("best_metric (task part)", task, ["mean", *names])
+    kinds = [spec.task(task).kind] if task != "mean" else [spec.task(t).kind for t in names]
+    metrics = sorted({"loss", *(m for kind in kinds for m in METRICS_BY_KIND[kind])})
+    one_of("best_metric (metric part)", metric, metrics)
+    return tuple(spec.task(name) for name in names)
 
 
 def check_labels_fit(batch: Mapping[str, np.ndarray], tasks: Iterable[TaskSpec]) -> None:
@@ -146,3 +124,18 @@ def check_labels_fit(batch: Mapping[str, np.ndarray], tasks: Iterable[TaskSpec])
                 f"task {task.name!r}: multilabel targets of shape {labels.shape} do not fit the head's"
                 f" {task.num_outputs} labels; expected (batch, {task.num_outputs})"
             )
+
+
+def read_baselines(config: RunConfig) -> dict[str, dict[str, float]]:
+    """{task: test metrics} from each baseline run's ``results.json``."""
+    baselines = {}
+    for task, run_dir in config.baselines.items():
+        path = Path(run_dir) / RESULTS_FILE
+        try:
+            baselines[task] = json.loads(path.read_text(encoding="utf-8"))["test"][task]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ConfigError(
+                f"config key 'baselines.{task}': {path} has no test results for {task!r} ({type(error).__name__});"
+                " name the run directory of a finished single-task run of that task"
+            ) from error
+    return baselines

@@ -44,6 +44,31 @@ def _json_value(value: float) -> float | str:
     return value if math.isfinite(value) else str(value)  # JSON has no NaN/Inf
 
 
+def drop_records_after(run_dir: str | Path, step: int) -> int:
+    """Remove the records of steps after ``step`` from ``metrics.jsonl`` (a run resumed from
+    the checkpoint of ``step`` logs them again); returns how many were dropped. A torn last
+    line (the process was killed while writing) is dropped too."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record_step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            dropped += 1
+            continue
+        if record_step > step:
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        partial.replace(path)
+    return dropped
+
+
 class MetricsLogger:
     """Appends records to ``metrics.jsonl`` and TensorBoard; optionally echoes JSON to a stream."""
 
@@ -72,6 +97,16 @@ class MetricsLogger:
         self.file.close()
         if self.writer is not None:
             self.writer.close()
+
+
+class NullLogger:
+    """The logger of a process that does not write (processes other than 0 of a multi-process job)."""
+
+    def write(self, step: int, split: str, scalars: Mapping[str, float], **facts: Any) -> None:
+        del step, split, scalars, facts
+
+    def close(self) -> None:
+        pass
 
 
 def stdout_echo(enabled: bool) -> TextIO | None:

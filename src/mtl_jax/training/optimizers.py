@@ -1,8 +1,6 @@
-"""Optimisers by name from a config entry ``{"name": ..., "learning_rate": ..., ...}``."""
+"""Optimisers by name from the config's ``optimizer`` entry (:class:`~mtl_jax.config.OptimizerConfig`)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import optax
 
@@ -11,15 +9,13 @@ from mtl_jax.errors import ConfigError
 OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd}
 
 
-def make_optimizer(spec: dict[str, Any]) -> optax.GradientTransformation:
-    """``OPTIMIZERS[name](**rest)``; unknown names or arguments are config errors."""
-    options = dict(spec)
-    name = options.pop("name", None)
-    if name not in OPTIMIZERS:
-        raise ConfigError(
-            f"config key 'optimizer.name' is {name!r}; accepted values: {', '.join(sorted(OPTIMIZERS))}"
-        )
+def make_optimizer(config) -> optax.GradientTransformation:
+    """``OPTIMIZERS[name](learning_rate, **options)``; options the optimiser does not take,
+    or values it rejects, are config errors."""
+    options = dict(config.options)
     try:
-        return OPTIMIZERS[name](**options)
-    except TypeError as error:
-        raise ConfigError(f"config key 'optimizer': {name} does not accept {sorted(options)}: {error}") from error
+        return OPTIMIZERS[config.name](learning_rate=config.learning_rate, **options)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(
+            f"config key 'optimizer': {config.name} does not accept {sorted(options)}: {' '.join(str(error).split())}"
+        ) from error

@@ -1,0 +1,144 @@
+"""Bad input through the real entry point, with a finished run in the way: exit 2, at most
+three lines on stderr, no traceback, and not a byte of the run directory changed, even with
+``--overwrite`` (every check runs before anything is deleted or written)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from mtl_jax.cli.main import main
+from tests.training.small_run import CONFIG, tiny_config, train_args
+
+
+def checksums(directory: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+        for path in sorted(directory.rglob("*"))
+    }
+
+
+@pytest.fixture
+def finished_run(tmp_path) -> Path:
+    """A run directory as a finished run leaves it (config, logs, results, checkpoints)."""
+    run = tmp_path / "run"
+    (run / "checkpoints" / "12" / "state").mkdir(parents=True)
+    (run / "checkpoints" / "12" / "state" / "data").write_bytes(bytes(range(256)))
+    (run / "config.json").write_text(json.dumps(tiny_config().to_dict(), indent=2))
+    (run / "metrics.jsonl").write_text('{"step": 12, "split": "train"}\n')
+    (run / "results.json").write_text('{"step": 12}\n')
+    return run
+
+
+def assert_refused(code: int, err: str, pattern: str) -> None:
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert 1 <= len(lines) <= 3 and lines[0].startswith("mtl-jax: error: "), err
+    assert "Traceback" not in err and pattern in err, err
+
+
+OVERWRITE_CASES = [
+    (["aggregator='moco'", "mode='representation'"], "aggregator 'moco' supports only full"),
+    (["aggregator='mgda_ub'"], "aggregator 'mgda_ub' supports only representation"),
+    (["aggregator='krum'"], "aggregator 'krum' with options {} does not fit 2 tasks"),
+    (["aggregator='constant'", "aggregator_options={'weights': [1.0, 2.0, 3.0]}"], "does not fit 2 tasks"),
+    (["aggregator='cagrad'", "aggregator_options={'c': -1.0}"], "aggregator 'cagrad' rejects options"),
+    (["aggregator='cagrad'", "aggregator_options={'c': 'x'}"], "aggregator 'cagrad' rejects options"),
+    (["optimizer.learning_rate=1e999"], "'optimizer.learning_rate' must be a positive number, got inf"),
+    (["optimizer.learning_rate=0.0"], "'optimizer.learning_rate' must be a positive number, got 0.0"),
+    (["optimizer.learning_rate=-0.001"], "'optimizer.learning_rate' must be a positive number"),
+    (["optimizer={'name': 'adam', 'learning_rate': 0.1, 'b1': [0.9]}"], "'optimizer.b1' must be a finite number"),
+    (["steps=99999999999999999999"], "larger than the largest accepted value"),
+    (["batch_size=0"], "'batch_size' must be a positive integer"),
+    (["batch_size=True"], "expected a value of type int (like 32), got True"),
+    (["batch_size=601"], "exceeds the"),
+    (["eval_batch_size=10**9"], "expected a value of type int"),
+    (["eval_batch_size=1000000000"], "larger than the largest accepted value 65536"),
+    (["log_every=-2"], "'log_every' must be a positive integer"),
+    (["checkpoint.keep=-1"], "'checkpoint.keep' must be a positive integer"),
+    (["model.hidden=0"], "model.hidden: expected a positive int"),
+    (["model.widths=[0]"], "model.widths: expected a tuple of positive ints"),
+    (["model.dropout=1.0"], "model.dropout: expected a rate in [0, 1)"),
+    (["dataset_options.num_train=-5"], "'dataset_options.num_train' is -5"),
+    (["dataset_options.num_train=0"], "'dataset_options.num_train' is 0; expected an integer in [1, 2147483647]"),
+    (["dataset_options={'num_train': 600, 'num_test': [200]}"], "'dataset_options.num_test' is [200]"),
+    (["dataset_options={'num_train': 600, 'num_test': 200, 'seed': 'abc'}"], "'dataset_options.seed' is 'abc'"),
+    (["dataset_options={'num_train': 600, 'num_test': 200, 'validation_fraction': 1.5}"], "validation_fraction' must be in (0, 1)"),
+    (["model.trunk='bilstm'"], "does not fit dataset 'multi_mnist'"),
+    (["eval_split='dev'"], "'eval_split' is 'dev'"),
+]
+
+
+@pytest.mark.parametrize("overrides, pattern", OVERWRITE_CASES, ids=[" ".join(c[0])[:50] for c in OVERWRITE_CASES])
+def test_bad_input_with_overwrite_deletes_and_writes_nothing(finished_run, capsys, overrides, pattern):
+    before = checksums(finished_run)
+    args = train_args(finished_run, "--overwrite") + [x for item in overrides for x in ("--set", item)]
+    assert_refused(main(args), capsys.readouterr().err, pattern)
+    assert checksums(finished_run) == before
+
+
+FILE_CASES = [
+    ("experiment.py", "def get_config():\n    raise KeyError('lr')\n", "get_config() raised KeyError"),
+    ("experiment.py", "def get_config():\n    return [('steps', 3)]\n", "returned a list, not a dict"),
+    ("experiment.py", "def get_config(name):\n    return {}\n", "get_config takes the arguments ['name']"),
+    ("experiment.py", "import sys\nsys.exit(3)\n", "failed to load: SystemExit"),
+    ("experiment.py", "get_config = 3\n", "defines no get_config()"),
+    ("experiment.py", "def get_config():\n    return {'steps': 3}\n", "config misses the required keys"),
+    ("experiment.json", '{"dataset": "multi_mnist"}', "is not a Python file (.py)"),
+    ("experiment.txt", "def get_config():\n    return {}\n", "is not a Python file (.py)"),
+]
+
+
+@pytest.mark.parametrize("name, content, pattern", FILE_CASES, ids=[c[2][:30] for c in FILE_CASES])
+def test_bad_experiment_file_is_one_line(tmp_path, finished_run, capsys, name, content, pattern):
+    path = tmp_path / name
+    path.write_text(content)
+    before = checksums(finished_run)
+    code = main(["train", "--config", str(path), "--workdir", str(finished_run), "--overwrite"])
+    assert_refused(code, capsys.readouterr().err, pattern)
+    assert checksums(finished_run) == before
+
+
+def test_eval_of_a_run_without_checkpoints_writes_nothing(finished_run, capsys):
+    for path in sorted(finished_run.glob("checkpoints/**/*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    (finished_run / "checkpoints").rmdir()
+    before = checksums(finished_run)
+    code = main(["eval", "--workdir", str(finished_run)])
+    assert_refused(code, capsys.readouterr().err, "holds no checkpoint; train the run first")
+    assert checksums(finished_run) == before and not (finished_run / "checkpoints").exists()
+
+
+def test_eval_of_checkpoints_from_another_model_says_to_retrain(finished_run, capsys):
+    before = checksums(finished_run)
+    code = main(["eval", "--workdir", str(finished_run)])
+    assert_refused(code, capsys.readouterr().err, "retrain the run with `mtl-jax train --overwrite`")
+    assert checksums(finished_run) == before
+
+
+def test_an_unreadable_saved_config_is_one_line(finished_run, capsys):
+    (finished_run / "config.json").write_text(json.dumps({**tiny_config().to_dict(), "steps": "twelve"}))
+    before = checksums(finished_run)
+    assert_refused(main(train_args(finished_run)), capsys.readouterr().err, "this version cannot read")
+    assert checksums(finished_run) == before
+
+
+def test_config_file_still_named_in_the_missing_file_error(tmp_path, capsys):
+    code = main(["train", "--config", str(tmp_path / "nope.py"), "--workdir", str(tmp_path / "run")])
+    assert_refused(code, capsys.readouterr().err, "does not exist; pass e.g. --config")
+    assert CONFIG.is_file() and not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_before_training_is_one_line_exit_130(tmp_path, finished_run, capsys):
+    path = tmp_path / "experiment.py"
+    path.write_text("def get_config():\n    raise KeyboardInterrupt\n")
+    before = checksums(finished_run)
+    code = main(["train", "--config", str(path), "--workdir", str(finished_run)])
+    err = capsys.readouterr().err
+    assert code == 130 and err.strip().splitlines() == [
+        "mtl-jax: interrupted (Ctrl-C); run the same command to resume from the last checkpoint"
+    ]
+    assert checksums(finished_run) == before
