@@ -21,6 +21,7 @@ from mtl_jax.errors import ConfigError
 
 EXAMPLE = "experiments/multi_mnist_pcgrad.py"
 NAME_OR_NAMES = ("dataset",)  # keys taking one name or a list of names
+FLAG_OR_NAME = ("gradient_stats",)  # keys taking True, False or a name ("per_layer")
 
 
 def _error_text(error: BaseException) -> str:
@@ -87,6 +88,8 @@ def _kind(value: Any) -> str:
 def _check_type(key: str, old: Any, new: Any) -> Any:
     if key in NAME_OR_NAMES and isinstance(new, (str, list)):
         return new  # the run config checks the names
+    if key in FLAG_OR_NAME and isinstance(new, (bool, str)):
+        return new  # the run config checks the value
     if isinstance(old, bool) or isinstance(new, bool):
         if type(old) is not type(new):
             raise ConfigError(f"--set {key}: expected {_kind(old)} (like {old!r}), got {new!r}")

@@ -156,7 +156,8 @@ class RunConfig:
       checkpoint: checkpoint interval and how many are kept.
       nonfinite: ``"skip"`` updates with a NaN/Inf gradient, or ``"stop"`` the run.
       baselines: ``{task: run dir of a single-task run}``, for Δm%.
-      gradient_stats: log gradient norms, cosines and conflicts.
+      gradient_stats: log gradient norms, cosines and conflicts; "per_layer" also per top-level
+        module of the shared trunk (full mode).
       jacobian_chunk: task cotangents back-propagated at once (0: all).
     """
 
@@ -181,7 +182,7 @@ class RunConfig:
     checkpoint: CheckpointConfig = CheckpointConfig()
     nonfinite: str = "skip"
     baselines: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    gradient_stats: bool = True
+    gradient_stats: bool | str = True
     jacobian_chunk: int = 0
 
     # ------------------------------------------------------------------ views
@@ -249,7 +250,7 @@ class RunConfig:
             checkpoint=_checkpoint(config["checkpoint"]),
             nonfinite=one_of("nonfinite", config["nonfinite"], NONFINITE),
             baselines=_baselines(config["baselines"]),
-            gradient_stats=checks.boolean("gradient_stats", config["gradient_stats"]),
+            gradient_stats=gradient_stats_value(config["gradient_stats"]),
             jacobian_chunk=integer("jacobian_chunk", config["jacobian_chunk"], low=0),
         )
         _check_dataset_options(parsed)
@@ -497,3 +498,10 @@ def _check_devices(config: RunConfig, num_devices: int | None) -> None:
                 f"config key {key!r} is {value}, not divisible by the {num_devices} devices;"
                 f" use a multiple of {num_devices} (e.g. {lower or num_devices} or {lower + num_devices})"
             )
+
+
+def gradient_stats_value(value: Any) -> bool | str:
+    """``gradient_stats``: True, False or "per_layer"."""
+    if value == "per_layer" or isinstance(value, bool):
+        return value
+    raise ConfigError(f"config key 'gradient_stats' must be True, False or 'per_layer', got {value!r}")

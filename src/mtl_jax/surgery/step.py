@@ -54,9 +54,11 @@ from mtl_jax.models.multitask import MultiTaskModel
 from mtl_jax.parallel import DATA_AXIS, check_divisible, global_batch_size, shard_batch
 from mtl_jax.surgery import jacobian
 from mtl_jax.surgery.gramian_engine import engine_full_step
-from mtl_jax.surgery.gradient_stats import gradient_statistics
+from mtl_jax.surgery.gradient_stats import gradient_statistics, layer_gramians
 from mtl_jax.surgery.state import TrainState
 from mtl_jax.types import PyTree
+
+PER_LAYER = "per_layer"
 
 __all__ = ["MODES", "Mode", "StepResult", "TrainStep", "make_train_step"]
 
@@ -70,6 +72,8 @@ class StepResult(NamedTuple):
       weights: (T,) the task weights (NaN for element-wise Jacobian aggregators).
       gramian: (T, T) G, or ``None`` where the path did not form it.
       aggregator_state: the aggregator's new state.
+      layer_gramians: ``{module: G^(m)}`` of the shared trunk's top-level modules (they sum
+        to G), when per-layer statistics are asked for; else ``None``.
     """
 
     grads: PyTree
@@ -77,6 +81,7 @@ class StepResult(NamedTuple):
     weights: jax.Array
     gramian: jax.Array | None
     aggregator_state: PyTree
+    layer_gramians: dict[str, jax.Array] | None = None
 
 
 def _step_keys(state: TrainState) -> tuple[jax.Array, jax.Array]:
@@ -121,12 +126,13 @@ def _direction(aggregator: Aggregator, rows, gram, losses, key, state) -> Jacobi
     return JacobianUpdate(weighted_sum(weights, rows), weights, agg_state)
 
 
-def _full_step(model, aggregator, state, batch, rng, agg_key, chunk, want_gramian) -> StepResult:
+def _full_step(model, aggregator, state, batch, rng, agg_key, chunk, want_gramian, per_layer=False) -> StepResult:
     jac = jacobian.full_jacobian(model, state.params, batch, rng, DATA_AXIS, chunk)
-    gram = gramian(jac.shared) if want_gramian else None
+    layers = layer_gramians(jac.shared) if per_layer else None  # Σ_m G^(m) = G: no extra pass
+    gram = sum(layers.values()) if per_layer else gramian(jac.shared) if want_gramian else None
     update = _direction(aggregator, jac.shared, gram, jac.losses, agg_key, state)
     grads = {"shared": update.direction, "tasks": jac.tasks}
-    return StepResult(grads, jac.losses, update.weights, gram, update.state)
+    return StepResult(grads, jac.losses, update.weights, gram, update.state, layers)
 
 
 def _representation_step(model, aggregator, state, batch, rng, agg_key, chunk, want_gramian) -> StepResult:
@@ -149,12 +155,15 @@ def _aggregated_gradients(
     agg_key: jax.Array,
     *,
     mode: Mode,
-    gradient_stats: bool,
+    gradient_stats: bool | str,
     jacobian_chunk: int | None,
     gramian_engine: bool = True,
 ) -> StepResult:
-    """The path for the aggregator's kind (module docstring)."""
-    want_gramian = isinstance(aggregator, GramianWeighting) or gradient_stats
+    """The path for the aggregator's kind (module docstring); per-layer statistics take the
+    materialised Jacobian in full mode."""
+    want_gramian = isinstance(aggregator, GramianWeighting) or bool(gradient_stats)
+    if gradient_stats == PER_LAYER:
+        return _full_step(model, aggregator, state, batch, rng, agg_key, jacobian_chunk, True, per_layer=True)
     match aggregator:
         case GramianWeighting() if mode == "full" and gramian_engine and jacobian_chunk is None:
             return StepResult(*engine_full_step(
@@ -181,7 +190,7 @@ def _local_train_step(
     aggregator: Aggregator,
     optimizer: optax.GradientTransformation,
     mode: Mode,
-    gradient_stats: bool,
+    gradient_stats: bool | str,
     jacobian_chunk: int | None,
     gramian_engine: bool = True,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -201,6 +210,8 @@ def _local_train_step(
     metrics = {"loss": result.losses, "weights": result.weights}
     if gradient_stats:  # only when asked: an unused Gramian is then dropped by XLA
         metrics.update(gradient_statistics(result.gramian))
+    if result.layer_gramians is not None:
+        metrics["layer_stats"] = {module: gradient_statistics(g) for module, g in result.layer_gramians.items()}
     return new_state, metrics
 
 
@@ -249,7 +260,8 @@ def make_train_step(
         the gradients (MoCo, ExcessMTL, DB-MTL) support only ``"full"`` and MGDA-UB only
         ``"representation"`` (the aggregator's ``modes``); others raise a ValueError.
       gradient_stats: report gradient norms, cosines and conflicts (forces the Jacobian for
-        uniform and loss weightings).
+        uniform and loss weightings); ``"per_layer"`` also per top-level module of the shared
+        trunk (full mode; materialises J).
       jacobian_chunk: ``None`` back-propagates all T cotangents at once (``vmap``); an
         integer k processes k at a time (``lax.map``) to cap memory.
       gramian_engine: in full mode, Gramian weightings form G layer by layer and d = Jᵀw
@@ -270,6 +282,13 @@ def make_train_step(
         )
     if DATA_AXIS not in mesh.axis_names:
         raise ValueError(f"the mesh needs a {DATA_AXIS!r} axis, got axes {mesh.axis_names}")
+    if gradient_stats not in (True, False, PER_LAYER):
+        raise ValueError(f"gradient_stats must be True, False or {PER_LAYER!r}, got {gradient_stats!r}")
+    if gradient_stats == PER_LAYER and mode != "full":
+        raise ValueError(
+            f"gradient_stats={PER_LAYER!r} needs mode 'full' (in representation mode the Gramian is"
+            " over z, not the trunk's parameters); set mode='full' or gradient_stats=True"
+        )
 
     def local_step(state, batch):
         return _local_train_step(

@@ -16,6 +16,8 @@ from typing import Any, Mapping, Sequence, TextIO
 
 import numpy as np
 
+from mtl_jax.surgery.gradient_stats import layer_scalars
+
 
 def step_scalars(metrics: Mapping[str, Any], task_names: Sequence[str]) -> dict[str, float]:
     """Flat scalars from the train step's metrics (host arrays): per-task loss, weight and
@@ -32,6 +34,8 @@ def step_scalars(metrics: Mapping[str, Any], task_names: Sequence[str]) -> dict[
                 scalars[f"grad_cosine/{a}~{task_names[j]}"] = float(cosine[i, j])
     if "conflict_fraction" in metrics:
         scalars["conflict_fraction"] = float(metrics["conflict_fraction"])
+    if "layer_stats" in metrics:
+        scalars.update(layer_scalars(metrics["layer_stats"], task_names))
     return scalars
 
 
