@@ -43,3 +43,17 @@ def with_parallel_rows(rng: np.random.Generator, num_tasks: int, dim: int = 50) 
     jac = random_jacobian(rng, num_tasks, dim)
     jac[1] = 2.5 * jac[0]
     return jac
+
+
+NEEDS_TWO_ROWS = ("with_zero_row", "with_parallel_rows")
+
+
+def jacobian_cases(makes, task_counts) -> list[tuple]:
+    """(make, num_tasks) pairs for parametrize, leaving out the degenerate makers at T=1
+    (a zero row beside another, or two parallel rows, need T >= 2)."""
+    return [
+        (make, num_tasks)
+        for num_tasks in task_counts
+        for make in makes
+        if num_tasks >= 2 or make.__name__ not in NEEDS_TWO_ROWS
+    ]

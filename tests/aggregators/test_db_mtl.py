@@ -8,17 +8,14 @@ import pytest
 
 from mtl_jax.aggregators.db_mtl import db_mtl
 from tests.aggregators.jacobian_harness import from_pytree, run_combine
-from tests.aggregators.jacobians import random_jacobian, with_parallel_rows, with_zero_row
+from tests.aggregators.jacobians import jacobian_cases, random_jacobian, with_parallel_rows, with_zero_row
 
 NUM_STEPS = 4
 
 
-@pytest.mark.parametrize("make", [random_jacobian, with_zero_row, with_parallel_rows])
-@pytest.mark.parametrize("num_tasks", [1, 3, 5])
+@pytest.mark.parametrize(("make", "num_tasks"), jacobian_cases([random_jacobian, with_zero_row, with_parallel_rows], [1, 3, 5]))
 @pytest.mark.parametrize("beta,beta_sigma", [(0.9, 0.0), (0.5, 0.5)])
 def test_trajectory_matches_reference(rng, make, num_tasks, beta, beta_sigma):
-    if num_tasks == 1 and make is not random_jacobian:
-        pytest.skip("zero and parallel rows need T >= 2")
     aggregator, state = db_mtl(beta, beta_sigma), None
     buffer = np.zeros((num_tasks, 50))
     for k in range(1, NUM_STEPS + 1):

@@ -8,7 +8,7 @@ import pytest
 
 from mtl_jax.aggregators.excess_mtl import excess_mtl
 from tests.aggregators.jacobian_harness import from_pytree, run_combine
-from tests.aggregators.jacobians import random_jacobian, with_parallel_rows, with_zero_row
+from tests.aggregators.jacobians import jacobian_cases, random_jacobian, with_parallel_rows, with_zero_row
 
 NUM_STEPS = 4
 STEP_SIZE = 0.5  # larger than the default 1e-2, so the weights visibly move in 4 steps
@@ -31,11 +31,8 @@ def reference_trajectory(jacobians: list[np.ndarray], step_size: float):
     return out, squares
 
 
-@pytest.mark.parametrize("make", [random_jacobian, with_zero_row, with_parallel_rows])
-@pytest.mark.parametrize("num_tasks", [1, 2, 5])
+@pytest.mark.parametrize(("make", "num_tasks"), jacobian_cases([random_jacobian, with_zero_row, with_parallel_rows], [1, 2, 5]))
 def test_trajectory_matches_reference(rng, make, num_tasks):
-    if num_tasks == 1 and make is not random_jacobian:
-        pytest.skip("zero and parallel rows need T >= 2")
     jacobians = [make(rng, num_tasks) for _ in range(NUM_STEPS)]
     expected, squares = reference_trajectory(jacobians, STEP_SIZE)
     aggregator, state = excess_mtl(STEP_SIZE), None

@@ -9,7 +9,7 @@ import pytest
 
 from mtl_jax.aggregators.graddrop import graddrop
 from tests.aggregators.jacobian_harness import from_pytree, run_combine, shared_params_like, to_pytree
-from tests.aggregators.jacobians import random_jacobian, with_parallel_rows, with_zero_row
+from tests.aggregators.jacobians import jacobian_cases, random_jacobian, with_parallel_rows, with_zero_row
 
 AGGREGATOR = graddrop()
 LEAKY = graddrop(0.3)
@@ -36,12 +36,9 @@ def reference(jac: np.ndarray, uniform: np.ndarray, leak: float) -> np.ndarray:
     return d
 
 
-@pytest.mark.parametrize("make", [random_jacobian, with_zero_row, with_parallel_rows])
-@pytest.mark.parametrize("num_tasks", [1, 2, 3, 8])
+@pytest.mark.parametrize(("make", "num_tasks"), jacobian_cases([random_jacobian, with_zero_row, with_parallel_rows], [1, 2, 3, 8]))
 @pytest.mark.parametrize("aggregator,leak", [(AGGREGATOR, 0.0), (LEAKY, 0.3)], ids=["leak0", "leak0.3"])
 def test_direction_matches_reference(rng, make, num_tasks, aggregator, leak):
-    if num_tasks == 1 and make is not random_jacobian:
-        pytest.skip("zero and parallel rows need T >= 2")
     jac = make(rng, num_tasks)
     key = jax.random.key(int(rng.integers(1 << 30)))
     d, weights, state = run_combine(aggregator, jac, key=key)

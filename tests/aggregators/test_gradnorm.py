@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mtl_jax.aggregators.gradnorm import gradnorm
-from tests.aggregators.jacobians import random_jacobian, with_parallel_rows, with_zero_row
+from tests.aggregators.jacobians import jacobian_cases, random_jacobian, with_parallel_rows, with_zero_row
 from tests.aggregators.loss_harness import random_losses, weigh_steps
 
 NUM_STEPS = 5
@@ -28,11 +28,8 @@ def reference(jacobians, losses, alpha, lr):
     return out
 
 
-@pytest.mark.parametrize("make", [random_jacobian, with_zero_row, with_parallel_rows])
-@pytest.mark.parametrize("num_tasks", [1, 2, 5])
+@pytest.mark.parametrize(("make", "num_tasks"), jacobian_cases([random_jacobian, with_zero_row, with_parallel_rows], [1, 2, 5]))
 def test_trajectory(rng, make, num_tasks):
-    if num_tasks == 1 and make is not random_jacobian:
-        pytest.skip("zero and parallel rows need T >= 2")
     jacobians = [make(rng, num_tasks) / 5.0 for _ in range(NUM_STEPS)]
     losses = random_losses(rng, NUM_STEPS, num_tasks)
     weights, states = weigh_steps(gradnorm(1.5, 0.05), losses, jacobians)

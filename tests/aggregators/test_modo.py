@@ -30,7 +30,7 @@ def test_trajectory(rng, make, num_tasks, gamma, rho):
 def test_large_steps_reach_the_min_norm_point(rng):
     """With ρ = 0 the λ iteration is projected gradient descent on ½‖Jᵀλ‖²: MGDA's optimum."""
     jac = np.array([[1.0, 0.0], [0.0, 2.0]])
-    state = None
+    state, aggregator = None, modo(0.1, 0.0)  # one aggregator: its weigh compiles once
     for _ in range(300):
-        weights, state = run(modo(0.1, 0.0), jac, x64=True, state=state)
+        weights, state = run(aggregator, jac, x64=True, state=state)
     np.testing.assert_allclose(weights, [0.8, 0.2], atol=1e-6)  # min over λ of λ1² + 4λ2²

@@ -71,8 +71,9 @@ def _gpu_stablehlo(name: str, num_tasks: int, rng: np.random.Generator) -> str |
 @pytest.mark.parametrize("name", _weighting_methods())
 def test_weigh_lowers_for_gpu_without_loops_or_solver_calls(rng, name, num_tasks):
     text = _gpu_stablehlo(name, num_tasks, rng)
-    if text is None:
-        pytest.skip(f"{name} is not defined for T={num_tasks}")
+    if text is None:  # the method refuses this T: only Krum, which needs T >= 5
+        assert name == "krum" and num_tasks < 5, f"{name} does not lower for T={num_tasks}"
+        return
     assert "func.func public @main" in text
     found = [line.strip()[:160] for line in text.splitlines() if SOLVER_CALL.search(line) or WHILE_OP.search(line)]
     if name in ON_GPU_STILL:

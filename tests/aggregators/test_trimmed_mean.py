@@ -7,7 +7,7 @@ import pytest
 
 from mtl_jax.aggregators.trimmed_mean import trimmed_mean
 from tests.aggregators.jacobian_harness import run_combine
-from tests.aggregators.jacobians import random_jacobian, with_parallel_rows, with_zero_row
+from tests.aggregators.jacobians import jacobian_cases, random_jacobian, with_parallel_rows, with_zero_row
 
 
 def reference(jac: np.ndarray, trim: int) -> np.ndarray:
@@ -21,11 +21,16 @@ def reference(jac: np.ndarray, trim: int) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("make", [random_jacobian, with_zero_row, with_parallel_rows])
-@pytest.mark.parametrize("num_tasks,trim", [(3, 1), (5, 1), (5, 2), (8, 1), (8, 3), (2, 0), (1, 0), (40, 5)])
+TRIMS = {3: 1, 5: (1, 2), 8: (1, 3), 2: 0, 1: 0, 40: 5}
+CASES = [
+    (make, num_tasks, trim)
+    for make, num_tasks in jacobian_cases([random_jacobian, with_zero_row, with_parallel_rows], TRIMS)
+    for trim in (TRIMS[num_tasks] if isinstance(TRIMS[num_tasks], tuple) else (TRIMS[num_tasks],))
+]
+
+
+@pytest.mark.parametrize(("make", "num_tasks", "trim"), CASES)
 def test_direction_matches_reference(rng, make, num_tasks, trim):
-    if num_tasks == 1 and make is not random_jacobian:
-        pytest.skip("zero and parallel rows need T >= 2")
     jac = make(rng, num_tasks)
     d, weights, _ = run_combine(trimmed_mean(trim), jac)
     np.testing.assert_allclose(d, reference(jac, trim), rtol=1e-5, atol=1e-6)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,7 +25,22 @@ def value_of(config: Mapping[str, Any]) -> float:
     return -((math.log10(learning_rate) + 2.5) ** 2) - config["model"]["dropout"]
 
 
+RENDEZVOUS = "MTL_JAX_TEST_RENDEZVOUS"  # a directory: each trial waits until two workers have one
+
+
+def wait_for_a_second_worker(directory: Path, timeout: float = 90.0) -> None:
+    """Every trial waits (bounded) until trials of two worker processes are running, so that a
+    test can check both workers took trials however slowly the second one starts."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / str(os.getpid())).touch()
+    deadline = time.monotonic() + timeout
+    while len(list(directory.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def objective(trial: Any, config: Mapping[str, Any], space: Mapping[str, Any], run_dir: str) -> float:
+    if os.environ.get(RENDEZVOUS):
+        wait_for_a_second_worker(Path(os.environ[RENDEZVOUS]))
     run = Path(run_dir)
     run_config = trial_config(trial, config, space)
     run.mkdir(parents=True, exist_ok=True)
