@@ -111,3 +111,16 @@ def test_random_bytes_in_a_data_file_are_caught_by_the_checksums(rng, tmp_path):
     assert step == 1 and extra == {"n": 1}
     for name in older:
         np.testing.assert_array_equal(restored[name], older[name])
+
+
+def test_a_one_array_aggregator_state_of_the_old_layout_restores_into_its_named_field(rng):
+    from mtl_jax.training.checkpoint import unflatten_state  # noqa: PLC0415
+
+    model, params = small_model(3)
+    state = create_train_state(params, optax.sgd(0.1), get_aggregator("gradvac"), 3, 0)
+    flat = flatten_state(state)
+    (field,) = [name for name in flat if name.startswith("aggregator_state.")]
+    flat[field] = rng.standard_normal(flat[field].shape).astype(flat[field].dtype)
+    old_layout = {("aggregator_state" if name == field else name): value for name, value in flat.items()}
+    restored = flatten_state(unflatten_state(old_layout, state))
+    np.testing.assert_array_equal(restored[field], flat[field])

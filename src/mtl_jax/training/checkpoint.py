@@ -58,10 +58,25 @@ def flatten_state(state: TrainState) -> dict[str, np.ndarray]:
     return flat
 
 
+AGGREGATOR_STATE = "aggregator_state"
+
+
+def _with_named_aggregator_state(flat: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    """Checkpoints written before aggregator states were named tuples kept a one-array state
+    (GradVac, CR-MOGM, MoDo, UW, IMTL-L) as ``aggregator_state`` itself; today's state names
+    its single field (``aggregator_state.targets``). Read the old name as the new one."""
+    fields = [name for name in names if name.startswith(AGGREGATOR_STATE + ".")]
+    if AGGREGATOR_STATE in flat and len(fields) == 1 and fields[0] not in flat:
+        flat = {**flat, fields[0]: flat[AGGREGATOR_STATE]}
+        del flat[AGGREGATOR_STATE]
+    return flat
+
+
 def unflatten_state(flat: dict[str, np.ndarray], like: TrainState) -> TrainState:
     """Put ``flat`` leaves back into the structure (and key types) of ``like``."""
     leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(like)
     names = [_path_name(path) for path, _ in leaves_with_paths]
+    flat = _with_named_aggregator_state(flat, names)
     missing = sorted(set(names) - set(flat))
     if missing:
         raise ValueError(f"the checkpoint lacks {len(missing)} arrays of this model, e.g. {missing[:3]}")
