@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -15,3 +15,17 @@ Batch = Mapping[str, Any]
 
 HostBatch = dict[str, np.ndarray]
 """A batch as the data pipeline yields it: host NumPy arrays, before placement on the mesh."""
+
+
+def path_name(path: Sequence[Any]) -> str:
+    """The dotted name of a pytree leaf, ``a.b.0.c``, from its key path (dict keys,
+    attribute names, sequence indices): how checkpoints and exported models name arrays."""
+    parts = []
+    for entry in path:
+        for attribute in ("key", "name", "idx"):
+            if hasattr(entry, attribute):
+                parts.append(str(getattr(entry, attribute)))
+                break
+        else:
+            parts.append(str(entry))
+    return ".".join(parts)

@@ -140,14 +140,14 @@ def test_per_layer_statistics_are_drawn_when_logged(runs, tmp_path, rng):
 
 def test_cli_bad_run_directory_is_one_line_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "out"
-    assert report_main([str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert report_main(["report", str(tmp_path / "missing"), "--out", str(out)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "has no metrics.jsonl" in error
     assert not out.exists()
 
 
 def test_cli_writes_the_page(runs, tmp_path, capsys):
-    assert report_main([str(runs["ew_nostats"]), "--out", str(tmp_path / "out")]) == 0
+    assert report_main(["report", str(runs["ew_nostats"]), "--out", str(tmp_path / "out")]) == 0
     assert "report:" in capsys.readouterr().out
     assert (tmp_path / "out" / "report.html").is_file()
 

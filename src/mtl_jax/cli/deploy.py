@@ -146,16 +146,10 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The three commands on their own (``python -m mtl_jax.cli.deploy``), until they are
-    wired into ``mtl-jax``: the same one-line errors and exit code 2."""
-    parser = argparse.ArgumentParser(prog="mtl-jax", description="Export, predict and serve.")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except (ConfigError, DataError) as error:
-        print(f"mtl-jax: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
+    """``python -m mtl_jax.cli.deploy ...`` is ``mtl-jax ...``: the same parser, errors and exit codes."""
+    from mtl_jax.cli.main import main as mtl_jax  # noqa: PLC0415 - cli.main imports this module
+
+    return mtl_jax(argv)
 
 
 if __name__ == "__main__":

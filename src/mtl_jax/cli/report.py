@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mtl_jax.errors import ConfigError, DataError
+from mtl_jax.errors import ConfigError
 
 EXAMPLES = """examples:
   mtl-jax report runs/mm --out reports/mm                          # one run
@@ -58,15 +58,10 @@ def report_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m mtl_jax.cli.report RUN --out DIR``), with the CLI's exit codes."""
-    parser = argparse.ArgumentParser(prog="mtl-jax")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["report", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.handler(args)
-    except (ConfigError, DataError) as error:
-        print(f"mtl-jax: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
+    """``python -m mtl_jax.cli.report ...`` is ``mtl-jax ...``: the same parser, errors and exit codes."""
+    from mtl_jax.cli.main import main as mtl_jax  # noqa: PLC0415 - cli.main imports this module
+
+    return mtl_jax(argv)
 
 
 if __name__ == "__main__":

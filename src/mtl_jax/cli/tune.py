@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from mtl_jax.errors import ConfigError, DataError
+from mtl_jax.errors import ConfigError
 
 SWEEP_EXAMPLES = """examples:
   mtl-jax sweep --config experiments/dante_pos_emotions_pcgrad.py --trials 20
@@ -92,14 +92,10 @@ def add_commands(subparsers: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mtl-jax", description="Tuning commands of mtl-jax.")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except (ConfigError, DataError) as error:
-        print(f"mtl-jax: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
+    """``python -m mtl_jax.cli.tune ...`` is ``mtl-jax ...``: the same parser, errors and exit codes."""
+    from mtl_jax.cli.main import main as mtl_jax  # noqa: PLC0415 - cli.main imports this module
+
+    return mtl_jax(argv)
 
 
 if __name__ == "__main__":

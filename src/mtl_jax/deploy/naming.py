@@ -11,20 +11,7 @@ from typing import Any
 
 import jax
 
-from mtl_jax.types import PyTree
-
-
-def path_name(path: tuple[Any, ...]) -> str:
-    """``a.b.0.c`` for a key path of dict keys, attributes and indices."""
-    parts = []
-    for entry in path:
-        for attribute in ("key", "name", "idx"):
-            if hasattr(entry, attribute):
-                parts.append(str(getattr(entry, attribute)))
-                break
-        else:
-            parts.append(str(entry))
-    return ".".join(parts)
+from mtl_jax.types import PyTree, path_name
 
 
 def named_leaves(tree: PyTree) -> dict[str, Any]:

@@ -27,22 +27,11 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as policies
 
 from mtl_jax.surgery.state import TrainState
+from mtl_jax.types import path_name
 
 SCORE = "score"
 
 logging.getLogger("absl").setLevel(logging.ERROR)
-
-
-def _path_name(path) -> str:
-    parts = []
-    for entry in path:
-        for attribute in ("key", "name", "idx"):
-            if hasattr(entry, attribute):
-                parts.append(str(getattr(entry, attribute)))
-                break
-        else:
-            parts.append(str(entry))
-    return ".".join(parts)
 
 
 def _is_key(leaf: Any) -> bool:
@@ -54,7 +43,7 @@ def flatten_state(state: TrainState) -> dict[str, np.ndarray]:
     flat = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
         leaf = jax.random.key_data(leaf) if _is_key(leaf) else leaf
-        flat[_path_name(path)] = np.array(jax.device_get(leaf))
+        flat[path_name(path)] = np.array(jax.device_get(leaf))
     return flat
 
 
@@ -75,7 +64,7 @@ def _with_named_aggregator_state(flat: dict[str, np.ndarray], names: list[str]) 
 def unflatten_state(flat: dict[str, np.ndarray], like: TrainState) -> TrainState:
     """Put ``flat`` leaves back into the structure (and key types) of ``like``."""
     leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(like)
-    names = [_path_name(path) for path, _ in leaves_with_paths]
+    names = [path_name(path) for path, _ in leaves_with_paths]
     flat = _with_named_aggregator_state(flat, names)
     missing = sorted(set(names) - set(flat))
     if missing:
