@@ -297,6 +297,7 @@ def environment() -> dict:
         "device_kind": device.device_kind,
         "platform": device.platform,
         "host": platform.node(),
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cpu_count": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "jax": jax.__version__,

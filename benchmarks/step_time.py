@@ -9,7 +9,16 @@ global batch 256, T ∈ {2, 4, 8}. Cases per T:
 - ``pcgrad``/full, engine off: Jacobian, Gramian, PCGrad weights, weighted sum;
 - full mode of every Gramian weighting: the Gramian engine (``mtl_jax.surgery.gramian_engine``,
   ``"engine": true`` in the row), J never formed;
-- ``pcgrad``/representation: surgery on the gradients of the trunk output, one trunk backward.
+- ``pcgrad``/representation: surgery on the gradients of the trunk output, one trunk backward;
+- ``--modes instance``: the B·T per-example objectives (``mtl_jax.surgery.instance``), their
+  (B·T)×(B·T) Gramian on the representation path; rows carry ``objectives`` = B·T. With
+  several ``--batch`` sizes, a case whose median step exceeds ``--max-step-ms`` (or whose
+  compile exceeds ``--max-compile-s``) is not run at the larger sizes (a ``"skipped"`` line
+  says so). The instance-mode rows of ``results/step_time_cpu_instance.jsonl``:
+
+      python benchmarks/step_time.py --tasks 2 --batch 32 64 128 256 512 --rounds 3 \
+          --steps-per-round 2 --max-step-ms 150 --max-compile-s 60 --ew-baseline-only \
+          --cases pcgrad:representation upgrad:representation pcgrad:instance upgrad:instance
 
 - every registered method (``mtl_jax.aggregators.REGISTRY``) in each mode it supports
   (``--methods all``, the default; ``constant`` gets the weights 1..T).
@@ -22,7 +31,7 @@ are off so that only the method's own work is timed (loss-level weightings then 
 one-backward fast path). A method that cannot run at some T (Krum needs T ≥ 5, TrimmedMean
 T ≥ 3) gives a ``"skipped"`` line with the reason.
 
-    python benchmarks/step_time.py [--tasks 2 4 8] [--methods pcgrad moco uw] [--modes full]
+    python benchmarks/step_time.py [--tasks 2 4 8] [--batch 32 64 128] [--methods pcgrad moco uw] [--modes full instance]
         [--cases pcgrad:full pcgrad:full:materialised uw:representation] [--out benchmarks/results/step_time_cpu.jsonl]
 
 The weighting computation alone (Gramian → weights) is measured by
@@ -46,6 +55,7 @@ from flax import nnx
 from mtl_jax.aggregators import REGISTRY, GramianWeighting, get_aggregator
 from mtl_jax.models import MLPTrunk, build_model, classification_task
 from mtl_jax.surgery import create_train_state, data_mesh, make_train_step, replicate, shard_batch
+from mtl_jax.surgery.instance import supported_modes
 
 HIDDEN = (512, 512, 512)
 INPUT = 784
@@ -59,7 +69,8 @@ class Case(NamedTuple):
 
 
 BASELINES = (Case("ew", "full"), Case("jacobian_sum", "full", False), Case("pcgrad", "full", False))
-MODES = ("full", "representation")
+MODES = ("full", "representation", "instance")
+DEFAULT_MODES = ("full", "representation")
 
 
 def _aggregator(method: str, num_tasks: int = 2):
@@ -80,17 +91,17 @@ def _parse_case(item: str) -> Case:
     return Case(method, mode, rest != ["materialised"])
 
 
-def select_cases(methods: list[str], modes: list[str], explicit: list[str]) -> list[Case]:
+def select_cases(methods: list[str], modes: list[str], explicit: list[str], baselines: tuple[Case, ...] = BASELINES) -> list[Case]:
     """The baselines, then ``method:mode`` pairs (explicit) or methods × supported modes."""
     if explicit:  # method:mode, or method:full:materialised for the engine turned off
         chosen = [_parse_case(item) for item in explicit]
     else:
         names = sorted(REGISTRY) if methods == ["all"] else methods
-        chosen = [Case(m, mode) for m in names for mode in modes if mode in _aggregator(m).modes]
+        chosen = [Case(m, mode) for m in names for mode in modes if mode in supported_modes(_aggregator(m))]
     unknown = sorted({c.method for c in chosen} - set(REGISTRY))
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}; accepted: {', '.join(sorted(REGISTRY))}")
-    return list(BASELINES) + [c for c in chosen if c not in BASELINES]
+    return list(baselines) + [c for c in chosen if c not in baselines]
 
 
 def _batch(rng: np.random.Generator, batch_size: int, num_tasks: int) -> dict:
@@ -157,6 +168,7 @@ def device_fields(mesh) -> dict:
         "device_kind": device.device_kind,
         "platform": device.platform,
         "host": platform.node(),
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "jax": jax.__version__,
     }
 
@@ -177,7 +189,7 @@ def measure(
         for runner in runners.values():
             runner.times.append(runner.run(steps_per_round))
     medians = {case: statistics.median(r.times) for case, r in runners.items()}
-    ew, jac_sum = medians[Case("ew", "full")], medians[Case("jacobian_sum", "full", False)]
+    ew, jac_sum = medians[Case("ew", "full")], medians.get(Case("jacobian_sum", "full", False))
     ew_temp = runners[Case("ew", "full")].memory["temp_bytes"]
     return skipped + [
         {
@@ -187,13 +199,14 @@ def measure(
             "engine": case.engine and case.mode == "full" and isinstance(runner.aggregator, GramianWeighting),
             "tasks": num_tasks,
             "batch": batch_size,
+            "objectives": batch_size * num_tasks if case.mode == "instance" else num_tasks,
             "model": "mlp " + "-".join(map(str, (INPUT, *HIDDEN))),
             **device_fields(mesh),
             "compile_s": round(runner.compile_seconds, 3),
             "median_step_ms": round(1e3 * medians[case], 4),
             "examples_per_s": round(batch_size / medians[case], 1),
             "ratio_to_ew": round(medians[case] / ew, 4),
-            "ratio_to_jacobian_sum": round(medians[case] / jac_sum, 4),
+            "ratio_to_jacobian_sum": round(medians[case] / jac_sum, 4) if jac_sum else None,
             **runner.memory,
             "temp_ratio_to_ew": round(runner.memory["temp_bytes"] / ew_temp, 3) if ew_temp else None,
             "rounds": rounds,
@@ -206,23 +219,37 @@ def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, nargs="+", default=[2, 4, 8])
-    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--batch", type=int, nargs="+", default=[256], help="global batch size(s), ascending")
+    parser.add_argument("--max-step-ms", type=float, default=None,
+                        help="with several batch sizes: drop a case from the larger ones once its median step exceeds this")
+    parser.add_argument("--ew-baseline-only", action="store_true",
+                        help="time EW alone as the baseline (no Jacobian+sum, no materialised PCGrad)")
+    parser.add_argument("--max-compile-s", type=float, default=None, help="likewise for its compile time")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--steps-per-round", type=int, default=10)
     parser.add_argument("--methods", nargs="+", default=["all"], help="registry names, or 'all'")
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--modes", nargs="+", default=list(DEFAULT_MODES), choices=MODES)
     parser.add_argument("--cases", nargs="+", default=[], help="method:mode pairs (overrides --methods/--modes)")
     parser.add_argument("--out", help="also append the JSON lines to this file")
     args = parser.parse_args()
     mesh = data_mesh()
-    cases = select_cases(args.methods, args.modes, args.cases)
+    cases = select_cases(args.methods, args.modes, args.cases, BASELINES[:1] if args.ew_baseline_only else BASELINES)
     for num_tasks in args.tasks:
-        for row in measure(num_tasks, args.batch, args.rounds, args.steps_per_round, mesh, cases):
-            line = json.dumps(row)
-            print(line, flush=True)
-            if args.out:
-                with open(args.out, "a") as out:
-                    out.write(line + "\n")
+        too_slow: dict[Case, str] = {}
+        for batch_size in sorted(args.batch):
+            for case, reason in too_slow.items():
+                emit({"benchmark": "step_time", "method": case.method, "mode": case.mode, "tasks": num_tasks,
+                      "batch": batch_size, "skipped": reason, **device_fields(mesh)}, args.out)
+            kept = [c for c in cases if c not in too_slow or c in BASELINES]
+            for row in measure(num_tasks, batch_size, args.rounds, args.steps_per_round, mesh, kept):
+                emit(row, args.out)
+                slow = args.max_step_ms is not None and row.get("median_step_ms", 0.0) > args.max_step_ms
+                slow = slow or (args.max_compile_s is not None and row.get("compile_s", 0.0) > args.max_compile_s)
+                if slow and "skipped" not in row and row["mode"] != "full":  # full-mode cases are all kept
+                    case = Case(row["method"], row["mode"])
+                    if case in kept:
+                        too_slow[case] = (f"at batch {batch_size}: median step {row['median_step_ms']} ms, compile"
+                                          f" {row['compile_s']} s (limits {args.max_step_ms} ms, {args.max_compile_s} s)")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
 status=0
-.venv/bin/python -m pytest -q -n auto "$@" || status=$?
+.venv/bin/python -m pytest -q -n auto --dist worksteal "$@" || status=$?
 if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests: treat as a failure" >&2
   exit 1

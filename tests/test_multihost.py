@@ -34,7 +34,7 @@ def command(workdir: Path, *extra: str, **changes) -> list[str]:
 
 
 def environment(devices: int) -> dict[str, str]:
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"{os.environ.get('MTL_JAX_TEST_XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"}
 
 
 def start_pair(workdir: Path, **changes) -> list[subprocess.Popen]:
@@ -52,34 +52,44 @@ def finish(processes: list[subprocess.Popen], timeout: float = 240) -> list[tupl
     return [(p.wait(timeout=timeout), p.communicate()[1]) for p in processes]
 
 
-def test_two_processes_of_two_devices_equal_one_process_of_four(tmp_path):
-    single = subprocess.run(command(tmp_path / "one"), cwd=ROOT, env=environment(4), capture_output=True, text=True, timeout=240)
-    assert single.returncode == 0, single.stderr
-    outcomes = finish(start_pair(tmp_path / "two"))
+# One short run for both tests: long enough (with a save every few steps) that a peer can be
+# killed half-way, short enough that the pair's start-up dominates.
+CHANGES = {"steps": 96, "checkpoint__every": 12, "log_every": 4}
+
+
+@pytest.fixture(scope="module")
+def pair_run(tmp_path_factory) -> Path:
+    """An uninterrupted 2 processes × 2 devices run: the reference of both tests."""
+    workdir = tmp_path_factory.mktemp("pair") / "run"
+    outcomes = finish(start_pair(workdir, **CHANGES), timeout=400)
     assert all(code == 0 for code, _ in outcomes), outcomes
+    return workdir
+
+
+def test_two_processes_of_two_devices_equal_one_process_of_four(tmp_path, pair_run):
+    single = subprocess.run(command(tmp_path / "one", **CHANGES), cwd=ROOT, env=environment(4), capture_output=True,
+                            text=True, timeout=240)
+    assert single.returncode == 0, single.stderr
     one = json.loads((tmp_path / "one" / "results.json").read_text())
-    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    two = json.loads((pair_run / "results.json").read_text())
     assert one["devices"].startswith("4 x") and two["devices"].startswith("4 x")
     for task, metrics in one["test"].items():
         for name, value in metrics.items():
             np.testing.assert_allclose(two["test"][task][name], value, rtol=1e-5, atol=1e-6)
     # only process 0 writes the log: every step record appears once
-    steps = [r["step"] for r in map(json.loads, (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) if r["split"] == "train"]
-    assert len(steps) == len(set(steps))
+    steps = [r["step"] for r in map(json.loads, (pair_run / "metrics.jsonl").read_text().splitlines()) if r["split"] == "train"]
+    assert steps and len(steps) == len(set(steps))
 
 
-def test_a_killed_peer_gives_one_line_in_bounded_time_and_a_restart_resumes_exactly(tmp_path):
-    changes = {"steps": 160, "checkpoint__every": 20, "log_every": 4}
-    reference = finish(start_pair(tmp_path / "reference", **changes), timeout=400)
-    assert all(code == 0 for code, _ in reference), reference
-
+def test_a_killed_peer_gives_one_line_in_bounded_time_and_a_restart_resumes_exactly(tmp_path, pair_run):
     run = tmp_path / "run"
-    pair = start_pair(run, **changes)
+    pair = start_pair(run, **CHANGES)
     metrics = run / "metrics.jsonl"
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not (metrics.exists() and '"step": 48' in metrics.read_text()):
-        time.sleep(0.2)
+    while time.monotonic() < deadline and not (metrics.exists() and '"step": 24' in metrics.read_text()):
+        time.sleep(0.05)
     assert metrics.exists(), pair[0].stderr.read() if pair[0].poll() is not None else "no progress"
+    assert pair[0].poll() is None, "the run ended before the kill: nothing was tested"
     pair[1].kill()  # the supervisor of process 1 ...
     subprocess.run(["pkill", "-9", "-f", "--", f"--workdir {run} .*--process-id 1"], check=False)  # ... and its trainer
     started = time.monotonic()
@@ -89,7 +99,9 @@ def test_a_killed_peer_gives_one_line_in_bounded_time_and_a_restart_resumes_exac
     assert code == 2 and lines and lines[-1].startswith("mtl-jax: error: another process"), err
     assert "Traceback" not in err and len(lines) <= 3, err
 
-    restarted = finish(start_pair(run, **changes), timeout=400)
+    restarted = finish(start_pair(run, **CHANGES), timeout=400)
     assert all(c == 0 for c, _ in restarted), restarted
-    expected = json.loads((tmp_path / "reference" / "results.json").read_text())["test"]
+    expected = json.loads((pair_run / "results.json").read_text())["test"]
     assert json.loads((run / "results.json").read_text())["test"] == expected
+    events = [r.get("event") for r in map(json.loads, metrics.read_text().splitlines())]
+    assert "resumed" in events, "the restart trained from scratch instead of resuming"

@@ -83,6 +83,15 @@ def initialize_distributed(
     return True
 
 
+def wait_for_every_process(name: str) -> None:
+    """A barrier across the processes of a multi-process job (nothing with one process):
+    e.g. every process reads the run directory before process 0 starts writing it."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils  # noqa: PLC0415
+
+        multihost_utils.sync_global_devices(name)
+
+
 def is_lead_process() -> bool:
     """Whether this process writes logs and results (process 0 of a multi-process job)."""
     return jax.process_index() == 0

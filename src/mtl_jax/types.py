@@ -17,6 +17,16 @@ HostBatch = dict[str, np.ndarray]
 """A batch as the data pipeline yields it: host NumPy arrays, before placement on the mesh."""
 
 
+MASK_SUFFIX = "_mask"
+
+
+def mask_key(key: str) -> str:
+    """The name of the boolean array that says which entries of ``batch[key]`` count
+    (True = counts): padding, or a task absent from a mixed batch. The one place the
+    ``<key>_mask`` convention is spelled."""
+    return key + MASK_SUFFIX
+
+
 def path_name(path: Sequence[Any]) -> str:
     """The dotted name of a pytree leaf, ``a.b.0.c``, from its key path (dict keys,
     attribute names, sequence indices): how checkpoints and exported models name arrays."""

@@ -19,7 +19,7 @@ from tests.training.small_run import CONFIG, tiny_config, train_args
 
 CASES = [
     (["aggregator='pcgard'"], r"'aggregator' is 'pcgard'; did you mean 'pcgrad'\?.*Accepted values: .*upgrad"),
-    (["mode='layer'"], "Accepted values: full, representation"),
+    (["mode='layer'"], "Accepted values: full, instance, representation"),
     (["dataset='mnist3'"], r"'dataset' is 'mnist3'.*Accepted values: .*multi_mnist"),
     (["optimizer.name='adamax'"], "Accepted values: adam, adamw, sgd"),
     (["optimizer.learnig_rate=0.1"], "did you mean 'optimizer.learning_rate'"),
@@ -101,7 +101,7 @@ def test_eval_of_a_directory_without_a_run(tmp_path, capsys):
 
 def test_batch_not_divisible_by_devices_fails_before_compiling(tmp_path):
     script = (
-        "import os; os.environ['XLA_FLAGS']='--xla_force_host_platform_device_count=4';"
+        "import os; os.environ['XLA_FLAGS']=os.environ.get('MTL_JAX_TEST_XLA_FLAGS','')+' --xla_force_host_platform_device_count=4';"
         "import sys; from mtl_jax.cli.main import main;"
         f"sys.exit(main(['train','--config',{str(CONFIG)!r},'--workdir',{str(tmp_path / 'run')!r},'--set','batch_size=66']))"
     )

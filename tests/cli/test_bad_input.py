@@ -1,43 +1,17 @@
 """Bad input through the real entry point, with a finished run in the way: exit 2, at most
 three lines on stderr, no traceback, and not a byte of the run directory changed, even with
-``--overwrite`` (every check runs before anything is deleted or written)."""
+``--overwrite`` (every check runs before anything is deleted or written), and nothing in the
+data directory changed either (no half-prepared dataset, no empty directory)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-from pathlib import Path
 
 import pytest
 
 from mtl_jax.cli.main import main
+from tests.cli.conftest import assert_refused, checksums, data_dir_state
 from tests.training.small_run import CONFIG, tiny_config, train_args
-
-
-def checksums(directory: Path) -> dict[str, str]:
-    return {
-        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
-        for path in sorted(directory.rglob("*"))
-    }
-
-
-@pytest.fixture
-def finished_run(tmp_path) -> Path:
-    """A run directory as a finished run leaves it (config, logs, results, checkpoints)."""
-    run = tmp_path / "run"
-    (run / "checkpoints" / "12" / "state").mkdir(parents=True)
-    (run / "checkpoints" / "12" / "state" / "data").write_bytes(bytes(range(256)))
-    (run / "config.json").write_text(json.dumps(tiny_config().to_dict(), indent=2))
-    (run / "metrics.jsonl").write_text('{"step": 12, "split": "train"}\n')
-    (run / "results.json").write_text('{"step": 12}\n')
-    return run
-
-
-def assert_refused(code: int, err: str, pattern: str) -> None:
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert 1 <= len(lines) <= 3 and lines[0].startswith("mtl-jax: error: "), err
-    assert "Traceback" not in err and pattern in err, err
 
 
 OVERWRITE_CASES = [
@@ -73,11 +47,11 @@ OVERWRITE_CASES = [
 
 
 @pytest.mark.parametrize("overrides, pattern", OVERWRITE_CASES, ids=[" ".join(c[0])[:50] for c in OVERWRITE_CASES])
-def test_bad_input_with_overwrite_deletes_and_writes_nothing(finished_run, capsys, overrides, pattern):
+def test_bad_input_with_overwrite_deletes_and_writes_nothing(data_before, finished_run, capsys, overrides, pattern):
     before = checksums(finished_run)
     args = train_args(finished_run, "--overwrite") + [x for item in overrides for x in ("--set", item)]
     assert_refused(main(args), capsys.readouterr().err, pattern)
-    assert checksums(finished_run) == before
+    assert checksums(finished_run) == before and data_dir_state() == data_before
 
 
 FILE_CASES = [
@@ -93,16 +67,16 @@ FILE_CASES = [
 
 
 @pytest.mark.parametrize("name, content, pattern", FILE_CASES, ids=[c[2][:30] for c in FILE_CASES])
-def test_bad_experiment_file_is_one_line(tmp_path, finished_run, capsys, name, content, pattern):
+def test_bad_experiment_file_is_one_line(data_before, tmp_path, finished_run, capsys, name, content, pattern):
     path = tmp_path / name
     path.write_text(content)
     before = checksums(finished_run)
     code = main(["train", "--config", str(path), "--workdir", str(finished_run), "--overwrite"])
     assert_refused(code, capsys.readouterr().err, pattern)
-    assert checksums(finished_run) == before
+    assert checksums(finished_run) == before and data_dir_state() == data_before
 
 
-def test_eval_of_a_run_without_checkpoints_writes_nothing(finished_run, capsys):
+def test_eval_of_a_run_without_checkpoints_writes_nothing(data_before, finished_run, capsys):
     for path in sorted(finished_run.glob("checkpoints/**/*"), reverse=True):
         path.unlink() if path.is_file() else path.rmdir()
     (finished_run / "checkpoints").rmdir()
@@ -110,29 +84,30 @@ def test_eval_of_a_run_without_checkpoints_writes_nothing(finished_run, capsys):
     code = main(["eval", "--workdir", str(finished_run)])
     assert_refused(code, capsys.readouterr().err, "holds no checkpoint; train the run first")
     assert checksums(finished_run) == before and not (finished_run / "checkpoints").exists()
+    assert data_dir_state() == data_before
 
 
-def test_eval_of_checkpoints_from_another_model_says_to_retrain(finished_run, capsys):
+def test_eval_of_checkpoints_from_another_model_says_to_retrain(data_before, finished_run, capsys):
     before = checksums(finished_run)
     code = main(["eval", "--workdir", str(finished_run)])
     assert_refused(code, capsys.readouterr().err, "retrain the run with `mtl-jax train --overwrite`")
-    assert checksums(finished_run) == before
+    assert checksums(finished_run) == before and data_dir_state() == data_before
 
 
-def test_an_unreadable_saved_config_is_one_line(finished_run, capsys):
+def test_an_unreadable_saved_config_is_one_line(data_before, finished_run, capsys):
     (finished_run / "config.json").write_text(json.dumps({**tiny_config().to_dict(), "steps": "twelve"}))
     before = checksums(finished_run)
     assert_refused(main(train_args(finished_run)), capsys.readouterr().err, "this version cannot read")
-    assert checksums(finished_run) == before
+    assert checksums(finished_run) == before and data_dir_state() == data_before
 
 
-def test_config_file_still_named_in_the_missing_file_error(tmp_path, capsys):
+def test_config_file_still_named_in_the_missing_file_error(data_before, tmp_path, capsys):
     code = main(["train", "--config", str(tmp_path / "nope.py"), "--workdir", str(tmp_path / "run")])
     assert_refused(code, capsys.readouterr().err, "does not exist; pass e.g. --config")
-    assert CONFIG.is_file() and not (tmp_path / "run").exists()
+    assert CONFIG.is_file() and not (tmp_path / "run").exists() and data_dir_state() == data_before
 
 
-def test_ctrl_c_before_training_is_one_line_exit_130(tmp_path, finished_run, capsys):
+def test_ctrl_c_before_training_is_one_line_exit_130(data_before, tmp_path, finished_run, capsys):
     path = tmp_path / "experiment.py"
     path.write_text("def get_config():\n    raise KeyboardInterrupt\n")
     before = checksums(finished_run)
@@ -141,4 +116,4 @@ def test_ctrl_c_before_training_is_one_line_exit_130(tmp_path, finished_run, cap
     assert code == 130 and err.strip().splitlines() == [
         "mtl-jax: interrupted (Ctrl-C); run the same command to resume from the last checkpoint"
     ]
-    assert checksums(finished_run) == before
+    assert checksums(finished_run) == before and data_dir_state() == data_before

@@ -5,23 +5,15 @@ no traceback, and nothing of an existing run lost."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
-from pathlib import Path
 
 import pytest
 
 from mtl_jax.cli.main import environment_fault, lost_peer, main
 from mtl_jax.training import logging_sinks
 from mtl_jax.training.run_dir import RunLock
+from tests.cli.conftest import checksums, data_dir_state
 from tests.training.small_run import train_args
-
-
-def checksums(directory: Path) -> dict[str, str]:
-    return {
-        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
-        for path in sorted(directory.rglob("*"))
-    }
 
 
 def assert_one_line(code: int, err: str, pattern: str) -> None:
@@ -31,14 +23,14 @@ def assert_one_line(code: int, err: str, pattern: str) -> None:
     assert "Traceback" not in err and pattern in err, err
 
 
-def test_a_second_trainer_on_a_locked_run_directory_is_refused_naming_the_holder(tmp_path, capsys):
+def test_a_second_trainer_on_a_locked_run_directory_is_refused_naming_the_holder(tmp_path, capsys, data_before):
     run = tmp_path / "run"
     lock = RunLock(run)  # as a running `mtl-jax train` holds it
     try:
         before = checksums(run)
         code = main(train_args(run))
         assert_one_line(code, capsys.readouterr().err, "is being trained by process")
-        assert checksums(run) == before
+        assert checksums(run) == before and data_dir_state() == data_before
     finally:
         lock.close()
 
@@ -68,13 +60,13 @@ def test_a_full_disk_while_logging_is_one_line_and_the_run_resumes(tmp_path, cap
     assert json.loads((run / "results.json").read_text())["step"] == 12
 
 
-def test_a_workdir_below_a_file_is_one_line(tmp_path, capsys):
+def test_a_workdir_below_a_file_is_one_line(tmp_path, capsys, data_before):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     code = main(train_args(blocker / "run"))
     err = capsys.readouterr().err
     assert_one_line(code, err, "a_file")
-    assert blocker.read_text() == "not a directory"
+    assert blocker.read_text() == "not a directory" and data_dir_state() == data_before
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import os
 import sys
 
 NUM_DEVICES = int(sys.argv[1])
-os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={NUM_DEVICES}"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('MTL_JAX_TEST_XLA_FLAGS', '')} --xla_force_host_platform_device_count={NUM_DEVICES}"
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -40,7 +40,7 @@ def test_engine_gramian_and_direction_equal_the_jacobian(name, config, spec, rng
     assert errors["tasks"] < tolerance, errors
 
 
-def test_dense_kernels_are_tapped_and_the_rest_falls_back():
+def test_dense_kernels_and_their_biases_are_tapped():
     from flax import nnx
 
     from mtl_jax.models.factory import build_from_config
@@ -50,10 +50,14 @@ def test_dense_kernels_are_tapped_and_the_rest_falls_back():
     batch = random_batch(np.random.default_rng(0), TABLE, 4)
     plan = plan_encode(model.encode, leaves, treedef, batch, None)
     paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(params["shared"])[0]]
-    tapped = sorted(paths[i] for i in plan.tapped)
-    assert tapped and all(path.endswith("['kernel']") for path in tapped)
-    assert len(tapped) == sum(path.endswith("['kernel']") for path in paths)
-    assert len(plan.sites) == len(tapped)
+    assert plan.tapped == frozenset(range(len(paths)))  # nothing falls back to per-task gradients
+    kind_of = {paths[s.leaf]: s.kind for s in plan.sites}
+    assert {p for p, k in kind_of.items() if k == "dot"} == {p for p in paths if p.endswith("['kernel']")}
+    assert {p for p, k in kind_of.items() if k == "add"} == {p for p in paths if p.endswith("['bias']")}
+    dense = {s.site_id: paths[s.leaf] for s in plan.sites if s.kind == "dot"}
+    for site in plan.sites:  # each bias rides on its own layer's kernel (the d_in = 1 column)
+        if site.kind == "add":
+            assert dense[site.bias_of] == paths[site.leaf].replace("['bias']", "['kernel']")
 
 
 def test_gram_trick_is_chosen_for_few_rows_only():

@@ -18,8 +18,8 @@ from mtl_jax.training.checkpoint import Checkpointer
 from tests.training.small_run import train_args
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = 1500
-ARGS = {"steps": STEPS, "log_every": 1, "checkpoint__every": 50, "eval_every": 500}
+STEPS = 600
+ARGS = {"steps": STEPS, "log_every": 1, "checkpoint__every": 60, "eval_every": 200}
 pytestmark = pytest.mark.slow
 
 
@@ -77,7 +77,7 @@ def assert_bit_identical(a: dict, b: dict) -> None:
 
 def test_sigkill_then_resume_is_bit_identical(tmp_path, uninterrupted):
     workdir = tmp_path / "run"
-    process = start_and_interrupt(workdir, signal.SIGKILL, after_step=420)
+    process = start_and_interrupt(workdir, signal.SIGKILL, after_step=250)
     assert process.wait(timeout=60) == -signal.SIGKILL
     killed_at = last_logged_step(workdir)
     assert killed_at < STEPS, "the run finished before the kill: nothing was tested"
@@ -91,12 +91,12 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, uninterrupted):
 
 def test_sigterm_saves_exits_zero_and_resumes_exactly(tmp_path, uninterrupted):
     workdir = tmp_path / "run"
-    process = start_and_interrupt(workdir, signal.SIGTERM, after_step=300)
+    process = start_and_interrupt(workdir, signal.SIGTERM, after_step=150)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr[-3000:]
     assert "stopped by SIGTERM at step" in stdout
     stopped_at = int(stdout.split("at step ")[1].split(";")[0])
-    assert 300 <= stopped_at < STEPS
+    assert 150 <= stopped_at < STEPS
     checkpointer = Checkpointer(workdir / "checkpoints", keep=3)
     assert checkpointer.steps()[-1] == stopped_at
     checkpointer.close()
@@ -108,7 +108,7 @@ def test_ctrl_c_saves_and_exits_130_like_sigterm(tmp_path):
     """Ctrl-C takes SIGTERM's path (the same hook stops the loop and the same save runs, whose
     exact resume the test above checks); here: the exit code, the message, the checkpoint."""
     workdir = tmp_path / "run"
-    process = start_and_interrupt(workdir, signal.SIGINT, after_step=100)
+    process = start_and_interrupt(workdir, signal.SIGINT, after_step=60)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-3000:]
     assert "stopped by Ctrl-C at step" in stdout and "Traceback" not in stderr

@@ -8,6 +8,8 @@ tells the train step which path to take:
 - ``UniformWeighting(name, weight)``: the same weight c for every task (EW: one backward of
   the summed loss);
 - ``JacobianAggregator(name, init, combine, modes=MODES)``: the direction from J itself.
+- ``MetaWeighting(name, init, update, modes=("full",))``: weights meta-learned on a second batch
+  through a look-ahead step (``update(MetaInputs, state) -> MetaUpdate``, all the gradients).
 
 ``weigh(inputs, state) -> (weights (T,), new_state)`` reads a :class:`WeightingInputs`
 ``(gramian, losses, key, step)``; ``combine(jacobian, inputs, state) -> JacobianUpdate(direction,
@@ -61,6 +63,9 @@ from mtl_jax.aggregators.kinds import (
     JacobianAggregator,
     JacobianUpdate,
     LossWeighting,
+    MetaInputs,
+    MetaUpdate,
+    MetaWeighting,
     Mode,
     UniformWeighting,
     WeightingInputs,
@@ -80,6 +85,9 @@ __all__ = [
     "KINDS",
     "LossWeighting",
     "MODES",
+    "MetaInputs",
+    "MetaUpdate",
+    "MetaWeighting",
     "Mode",
     "REGISTRY",
     "UniformWeighting",

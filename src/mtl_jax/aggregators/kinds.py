@@ -21,6 +21,9 @@ step"):
   is no function of G (element-wise operations, or state shaped like the gradients), so
   ``combine`` receives J itself. Its ``init`` also receives the shared parameters, for state
   shaped like them.
+- :class:`MetaWeighting` (Auto-Lambda, MOML, FORUM): the weights are meta-learned on a second
+  (meta) batch through a look-ahead step, so ``update`` receives the loss function, the
+  parameters and both batches, and returns the gradients of all the parameters.
 
 Every method keeps its state in a NamedTuple of its own (``GradVacState(targets=...)``), or
 :class:`EmptyState`, so checkpoints name every array; the fields are in alphabetical order, the
@@ -168,8 +171,68 @@ class JacobianAggregator(NamedTuple):
     modes: tuple[str, ...] = MODES
 
 
-Aggregator = Union[GramianWeighting, LossWeighting, UniformWeighting, JacobianAggregator]
-KINDS = (GramianWeighting, LossWeighting, UniformWeighting, JacobianAggregator)
+class MetaInputs(NamedTuple):
+    """What a :class:`MetaWeighting` sees in one step (``mtl_jax.aggregators.lookahead``).
+
+    Attributes:
+      loss_fn: ``(params, batch) -> (T,)`` the global task losses (all-reduced over devices) of
+        the whole parameter pytree on a batch; differentiable, so a method can take a
+        look-ahead step and differentiate through it.
+      params: ``{"shared": ..., "tasks": ...}``, replicated.
+      batch: this device's rows of the training (lower-level) batch.
+      meta_batch: this device's rows of the meta (upper-level) batch, drawn apart from the
+        training batch (``mtl_jax.data.meta``).
+      key: a PRNG key for this step, identical on every device.
+      step: the integer step counter.
+    """
+
+    loss_fn: Callable[[PyTree, PyTree], jax.Array]
+    params: PyTree
+    batch: PyTree
+    meta_batch: PyTree
+    key: jax.Array
+    step: jax.Array
+
+
+class MetaUpdate(NamedTuple):
+    """What ``MetaWeighting.update`` returns.
+
+    Attributes:
+      grads: shaped like ``params``: what the optimiser receives.
+      losses: (T,) the task losses of the training batch at ``params``.
+      weights: (T,) the task weights the method applied (its docstring says to what).
+      state: the method's new state.
+    """
+
+    grads: PyTree
+    losses: jax.Array
+    weights: jax.Array
+    state: PyTree
+
+
+class MetaWeighting(NamedTuple):
+    """Meta-learned weights (Auto-Lambda, MOML, FORUM): ``update(inputs, state) -> MetaUpdate``.
+
+    The method receives the loss function, the parameters and two batches (training and meta),
+    so it can take a look-ahead step inside the compiled step and differentiate through it;
+    it returns the gradient of every parameter. Full mode only: the look-ahead moves all the
+    parameters.
+
+    Attributes:
+      name: the registry name.
+      init: ``num_tasks -> state``.
+      update: the gradients, the training losses, the weights and the new state.
+      modes: ``("full",)``.
+    """
+
+    name: str
+    init: Callable[[int], PyTree]
+    update: Callable[[MetaInputs, PyTree], MetaUpdate]
+    modes: tuple[str, ...] = ("full",)
+
+
+Aggregator = Union[GramianWeighting, LossWeighting, UniformWeighting, JacobianAggregator, MetaWeighting]
+KINDS = (GramianWeighting, LossWeighting, UniformWeighting, JacobianAggregator, MetaWeighting)
 
 
 def initial_state(aggregator: Aggregator, num_tasks: int, shared_params: PyTree) -> PyTree:

@@ -25,7 +25,9 @@ Gramian weighting, w = v, that runs in both modes. The QP is solved exactly by
 ``qp.project_onto_dual_cone`` (UPGrad's engine).
 
 Options: ``primary`` — indices of the primary tasks in the step's task order (default
-``(0,)``, the first task; the run config's primary/auxiliary split maps onto it);
+``(0,)``, the first task). A run with ``auxiliary_tasks`` sets it from the split: the
+non-auxiliary tasks are primary, the auxiliary ones secondary (``aggregator_options.primary``
+is then refused, :mod:`mtl_jax.training.auxiliary`); without auxiliary tasks the default holds;
 ``secondary_weight`` — β ≥ 0 (default 0: the secondaries only constrain the step).
 """
 

@@ -11,6 +11,7 @@ import inspect
 from typing import Any, Callable
 
 from mtl_jax.aggregators.aligned_mtl import aligned_mtl
+from mtl_jax.aggregators.auto_lambda import auto_lambda
 from mtl_jax.aggregators.cagrad import cagrad
 from mtl_jax.aggregators.conflict_free import config as conflict_free
 from mtl_jax.aggregators.constant import constant
@@ -23,6 +24,7 @@ from mtl_jax.aggregators.ew import ew_mean, ew_sum
 from mtl_jax.aggregators.excess_mtl import excess_mtl
 from mtl_jax.aggregators.fairgrad import fairgrad
 from mtl_jax.aggregators.famo import famo
+from mtl_jax.aggregators.forum import forum
 from mtl_jax.aggregators.geometric_mean import geometric_mean
 from mtl_jax.aggregators.gls import gls
 from mtl_jax.aggregators.graddrop import graddrop
@@ -35,6 +37,7 @@ from mtl_jax.aggregators.krum import krum
 from mtl_jax.aggregators.mgda import mgda, mgda_ub
 from mtl_jax.aggregators.moco import moco
 from mtl_jax.aggregators.modo import modo
+from mtl_jax.aggregators.moml import moml
 from mtl_jax.aggregators.nashmtl import nash_mtl
 from mtl_jax.aggregators.pbi import pbi
 from mtl_jax.aggregators.pcd import pcd
@@ -87,6 +90,9 @@ FACTORIES: dict[str, Factory] = {
     "pcd": pcd,
     "cosmos": cosmos,
     "pbi": pbi,
+    "auto_lambda": auto_lambda,
+    "moml": moml,
+    "forum": forum,
 }
 
 

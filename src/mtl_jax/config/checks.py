@@ -20,7 +20,7 @@ def one_of(key: str, value: Any, accepted: Iterable[str]) -> str:
     """``value`` if it is one of ``accepted``; else a ConfigError naming them (and a close one)."""
     accepted = sorted(accepted)
     if not isinstance(value, str) or value not in accepted:
-        raise ConfigError(f"config key {key!r} is {value!r}{hint(value, accepted)} Accepted values: {', '.join(accepted)}")
+        raise ConfigError(f"config key {key!r} is {value!r}{hint(value, accepted) or '.'} Accepted values: {', '.join(accepted)}")
     return value
 
 

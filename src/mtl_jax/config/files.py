@@ -2,7 +2,8 @@
 
 An experiment file ``experiments/<name>.py`` defines ``get_config() -> dict`` (no arguments).
 Overrides name a dotted key that must already exist in the resolved dict
-(``optimizer.learning_rate=3e-4``); the value is parsed as a Python literal and must have the
+(``optimizer.learning_rate=3e-4``) — only the keys of ``augment`` may be new
+(``augment.shift=2``); the value is parsed as a Python literal and must have the
 type of the value it replaces (an int may replace a float). Every problem is a
 :class:`~mtl_jax.errors.ConfigError` with one line naming the fix.
 """
@@ -22,6 +23,7 @@ from mtl_jax.errors import ConfigError
 EXAMPLE = "experiments/multi_mnist_pcgrad.py"
 NAME_OR_NAMES = ("dataset",)  # keys taking one name or a list of names
 FLAG_OR_NAME = ("gradient_stats",)  # keys taking True, False or a name ("per_layer")
+OPEN_MAPPINGS = ("augment",)  # dicts whose keys --set may add (augment.shift=2); the run config checks them
 
 
 def _error_text(error: BaseException) -> str:
@@ -111,6 +113,9 @@ def apply_overrides(config: dict[str, Any], overrides: Iterable[str]) -> dict[st
         node = config
         parts = key.split(".")
         for depth, part in enumerate(parts):
+            if depth == 1 == len(parts) - 1 and parts[0] in OPEN_MAPPINGS and isinstance(node, dict):
+                node[part] = _parse_value(text)
+                break
             if not isinstance(node, dict) or part not in node:
                 known = sorted(node) if isinstance(node, dict) else []
                 close = difflib.get_close_matches(part, known, n=1)

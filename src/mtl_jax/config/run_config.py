@@ -35,7 +35,11 @@ REQUIRED = ("dataset", "model", "aggregator", "optimizer", "batch_size", "steps"
 NONFINITE = ("skip", "stop")
 # Keys added after the first saved format (config.json v1): at their defaults they are left
 # out of the run hash, so the default run directory of an older config does not move.
-ADDED_SINCE_V1 = {"model": ("branch_hidden", "branch_nodes", "gumbel_temperature")}
+# Section "" holds top-level keys.
+ADDED_SINCE_V1 = {
+    "": ("augment", "auxiliary_tasks"),
+    "model": ("branch_hidden", "branch_nodes", "gumbel_temperature"),
+}
 MIXING_STRATEGIES = ("proportional", "temperature", "round_robin")  # mtl_jax.data.mix.STRATEGIES
 VALIDATION_FRACTION = 0.1
 
@@ -146,7 +150,7 @@ class RunConfig:
       mixing: strategy and temperature of mixed datasets.
       tasks: tasks to train (empty: every task of the dataset).
       aggregator_options: keyword arguments of the aggregator's factory.
-      mode: ``"full"`` or ``"representation"`` (``mtl_jax.surgery.step.MODES``).
+      mode: ``"full"``, ``"representation"`` or ``"instance"`` (``mtl_jax.surgery.step.MODES``).
       eval_batch_size: evaluation batch size (a multiple of the device count).
       seed: parameters, batches and the step's randomness.
       log_every: train metrics every so many steps (and at the first and last).
@@ -159,6 +163,10 @@ class RunConfig:
       gradient_stats: log gradient norms, cosines and conflicts; "per_layer" also per top-level
         module of the shared trunk (full mode).
       jacobian_chunk: task cotangents back-propagated at once (0: all).
+      augment: train-batch augmentations by name (:mod:`mtl_jax.data.augment`; empty: none),
+        e.g. ``{"shift": 2, "crop": 0.8}``; never applied to evaluation batches.
+      auxiliary_tasks: tasks that are trained and take part in the surgery but are left out
+        of ``mean/<metric>`` and Δm%; PCD's primary tasks are the others.
     """
 
     dataset: str | tuple[str, ...]
@@ -184,6 +192,8 @@ class RunConfig:
     baselines: Mapping[str, str] = dataclasses.field(default_factory=dict)
     gradient_stats: bool | str = True
     jacobian_chunk: int = 0
+    augment: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    auxiliary_tasks: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ views
 
@@ -252,6 +262,8 @@ class RunConfig:
             baselines=_baselines(config["baselines"]),
             gradient_stats=gradient_stats_value(config["gradient_stats"]),
             jacobian_chunk=integer("jacobian_chunk", config["jacobian_chunk"], low=0),
+            augment=_augment(config["augment"]),
+            auxiliary_tasks=_auxiliary_tasks(config["auxiliary_tasks"], config["tasks"]),
         )
         _check_dataset_options(parsed)
         _check_devices(parsed, num_devices)
@@ -261,13 +273,14 @@ class RunConfig:
 def hashed_form(config: Mapping[str, Any]) -> dict[str, Any]:
     """The resolved config dict as it is hashed for the default run directory: keys of
     :data:`ADDED_SINCE_V1` left out where they hold their defaults."""
-    defaults = {"model": ModelConfig().to_dict()}
+    defaults = {"": _defaults(), "model": ModelConfig().to_dict()}
     out = copy.deepcopy(dict(config))
     for section, keys in ADDED_SINCE_V1.items():
-        if isinstance(out.get(section), dict):
+        node = out if section == "" else out.get(section)
+        if isinstance(node, dict):
             for key in keys:
-                if key in out[section] and out[section][key] == defaults[section][key]:
-                    del out[section][key]
+                if key in node and node[key] == defaults[section][key]:
+                    del node[key]
     return out
 
 
@@ -409,6 +422,37 @@ def _tasks(value: Any) -> tuple[str, ...]:
         raise ConfigError(f"config key 'tasks' must be a list of task names, got {value!r}")
     if len(set(value)) != len(value):
         raise ConfigError(f"config key 'tasks' lists a task twice: {list(value)}")
+    return tuple(value)
+
+
+def _augment(value: Any) -> dict[str, Any]:
+    """``augment``: a dict of augmentation names (values and the fit to the dataset are
+    checked by :func:`mtl_jax.data.augment.make_augmentation` once the data is open)."""
+    from mtl_jax.data.augment import OPTIONS  # noqa: PLC0415 - imports JAX
+
+    mapping("augment", value)
+    for name in value:
+        if name not in OPTIONS:
+            raise ConfigError(
+                f"augment.{name}: unknown augmentation{checks.hint(name, OPTIONS)} Accepted: {', '.join(OPTIONS)}"
+            )
+    return copy.deepcopy(dict(value))
+
+
+def _auxiliary_tasks(value: Any, tasks: Any) -> tuple[str, ...]:
+    """``auxiliary_tasks``: distinct names among ``tasks`` (when given), not all of them."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value):
+        raise ConfigError(f"config key 'auxiliary_tasks' must be a list of task names, got {value!r}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"config key 'auxiliary_tasks' lists a task twice: {list(value)}")
+    if tasks:
+        for name in value:
+            one_of("auxiliary_tasks", name, tasks)
+        if set(value) == set(tasks):
+            raise ConfigError(
+                f"config key 'auxiliary_tasks' names every task {list(tasks)}; leave at least one"
+                " primary task (the run is judged by the primary ones)"
+            )
     return tuple(value)
 
 

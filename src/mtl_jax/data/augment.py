@@ -47,7 +47,7 @@ from mtl_jax.data.spec import DatasetSpec
 from mtl_jax.data.text import PAD_ID, UNK_ID
 from mtl_jax.errors import ConfigError
 from mtl_jax.parallel import DATA_AXIS
-from mtl_jax.types import Batch
+from mtl_jax.types import Batch, mask_key
 
 Augmentation = Callable[..., Batch]
 
@@ -282,14 +282,14 @@ def _text(batch: Batch, keys: dict, options: dict, spec: DatasetSpec) -> Batch:
             tokens, mask, tags = mask_spans(span_key, tokens, mask, tags, options["span_mask"], options["span_length"])
         return tokens, mask, tags
 
-    tags = {t.label_key: (batch[t.label_key], batch[t.mask_key] if t.mask_key in batch else batch[f"{key_name}_mask"])
+    tags = {t.label_key: (batch[t.label_key], batch[t.mask_key] if t.mask_key in batch else batch[mask_key(key_name)])
             for t in tagging}
     tokens, mask, tags = jax.vmap(one)(
-        batch[key_name], batch[f"{key_name}_mask"], tags,
+        batch[key_name], batch[mask_key(key_name)], tags,
         keys["token_deletion"], keys["token_swap"], keys["span_mask"],
     )
     out = dict(batch)
-    out[key_name], out[f"{key_name}_mask"] = tokens, mask
+    out[key_name], out[mask_key(key_name)] = tokens, mask
     for task in tagging:
         out[task.label_key] = tags[task.label_key][0]
         if task.mask_key in batch:

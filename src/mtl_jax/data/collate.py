@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from mtl_jax.types import HostBatch
+from mtl_jax.types import HostBatch, mask_key
 
 from mtl_jax.data import bucketing, text
 
@@ -25,9 +25,9 @@ def scalar_labels(examples: Sequence[Example], keys: Sequence[str]) -> HostBatch
     batch: HostBatch = {}
     for key in keys:
         batch[key] = np.array([e[key] for e in examples], np.int32)
-        mask_key = f"{key}_mask"
-        stored = examples[0].get(mask_key) is not None
-        batch[mask_key] = np.array([bool(e[mask_key]) for e in examples]) if stored else np.ones(len(examples), bool)
+        name = mask_key(key)
+        stored = examples[0].get(name) is not None
+        batch[name] = np.array([bool(e[name]) for e in examples]) if stored else np.ones(len(examples), bool)
     return batch
 
 
@@ -54,7 +54,7 @@ class FeaturesCollate:
         return {
             "features": np.stack([np.asarray(e["features"], np.float32) for e in examples]),
             self.label_key: labels,
-            f"{self.label_key}_mask": np.ones(len(examples), bool),
+            mask_key(self.label_key): np.ones(len(examples), bool),
         }
 
 
@@ -73,7 +73,7 @@ class GraphCollate:
         batch = {"atomic_numbers": atomic_numbers, "positions": positions, "atoms_mask": atoms_mask}
         for k, key in enumerate(self.target_keys):
             batch[key] = targets[:, k]
-            batch[f"{key}_mask"] = np.ones(len(examples), bool)
+            batch[mask_key(key)] = np.ones(len(examples), bool)
         return batch
 
 
@@ -102,7 +102,7 @@ class TextCollate:
         batch = {"tokens": tokens, "tokens_mask": tokens_mask}
         for key, id_map in self.tags.items():
             rows = [np.asarray(e[key]) if id_map is None else id_map[np.asarray(e[key])] for e in examples]
-            batch[key], batch[f"{key}_mask"] = text.pad_rows(rows, length)
+            batch[key], batch[mask_key(key)] = text.pad_rows(rows, length)
         return batch | scalar_labels(examples, self.labels)
 
     def with_encoder(self, encoder: text.TokenEncoder) -> TextCollate:

@@ -43,10 +43,78 @@ SPLITS = ("train", "validation", "test")
 TEXT_OPTIONS = ("min_count", "lowercase")
 
 
+def prepare(builder_cls: type[common.PackageDataBuilder], data_dir: Any, **config: Any) -> common.PackageDataBuilder:
+    """:func:`common.prepare`, with an unparsable ``dataset_info.json`` or ``metadata.json`` of
+    the prepared directory reported as :func:`common.unreadable` (TFDS raises JSON errors)."""
+    try:
+        return common.prepare(builder_cls, data_dir, **config)
+    except DataError:
+        raise
+    except Exception as error:  # noqa: BLE001 - TFDS parses its JSON files lazily, raising many types
+        raise common.unreadable(builder_cls.name, common.resolve_data_dir(data_dir), error) from error
+
+
 def sources(builder: common.PackageDataBuilder, data_dir: Any, **config: Any) -> dict[str, Sequence[Any]]:
-    """Split name -> data source, for every split the prepared builder has."""
+    """Split name -> data source (:class:`RecordSource`), for every split the prepared builder has."""
     names = [split for split in SPLITS if split in builder.info.splits]
-    return {split: common.load_split(type(builder), split, data_dir, **config) for split in names}
+    return {split: RecordSource(common.load_split(type(builder), split, data_dir, **config), builder, split) for split in names}
+
+
+def corrupt_split(dataset: str, split: str, file: str, directory: Path, problem: str) -> DataError:
+    """The :class:`DataError` for a prepared split whose ``file`` cannot be read."""
+    return DataError(
+        f"{dataset}: the prepared {split!r} split cannot be read: {file} {problem}; fix: delete {directory}"
+        " and run the same command again (the dataset is prepared afresh from its package)"
+    )
+
+
+class RecordSource(Sequence):
+    """A prepared split's TFDS source, whose read failures are one :class:`DataError`.
+
+    The ``array_record`` files are Riegeli files with a hash of every chunk, so a truncated,
+    overwritten or deleted shard fails when its records are read (array_record raises a
+    RuntimeError; TFDS's feature decoding other types). Every split is read in full before
+    step 1 (:mod:`mtl_jax.data.columns`), so the error names the file and the fix before
+    anything is trained or written. A shard listed in ``dataset_info.json`` but absent is
+    refused when the source is made.
+    """
+
+    def __init__(self, source: Sequence[Any], builder: common.PackageDataBuilder, split: str):
+        self.source = source
+        self.dataset = builder.name
+        self.split = split
+        self.files = tuple(str(path) for path in builder.info.splits[split].filepaths)
+        self.directory = Path(builder.data_dir).parent  # <data_dir>/<dataset>/<config>: files and vocabulary
+        missing = [file for file in self.files if not Path(file).is_file()]
+        if missing:
+            raise corrupt_split(self.dataset, split, missing[0], self.directory, "is missing")
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> Any:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"{self.dataset} {self.split}: index {index} of {len(self)} examples")
+        return self._read(lambda: self.source[index])
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+        return self._read(lambda: list(self.source.__getitems__(list(indices))))
+
+    def _read(self, read: Callable[[], Any]) -> Any:
+        try:
+            return read()
+        except Exception as error:  # noqa: BLE001 - corrupt records surface as many types
+            reason = " ".join(f"{type(error).__name__}: {error}".split())[:240]
+            problem = f"is corrupt or truncated ({reason})"
+            raise corrupt_split(self.dataset, self.split, failing_file(self.files, error), self.directory, problem) from error
+
+
+def failing_file(files: Sequence[str], error: BaseException) -> str:
+    """The shard an error names, else the only shard, else all of them."""
+    named = [file for file in files if file in str(error)]
+    if named or len(files) == 1:
+        return (named or files)[0]
+    return f"one of {', '.join(files)}"
 
 
 def read_all(source: Sequence[Any]) -> list[Any]:
@@ -58,7 +126,7 @@ def read_all(source: Sequence[Any]) -> list[Any]:
 
 
 def open_overlay(module: Any, builder_cls: type, class_names: Sequence[str], data_dir: Any, **config: Any) -> OpenDataset:
-    builder = common.prepare(builder_cls, data_dir, **config)
+    builder = prepare(builder_cls, data_dir, **config)
     tasks = tuple(TaskSpec(side, "classification", 10, class_names=tuple(class_names)) for side in ("left", "right"))
     spec = DatasetSpec(builder.name, InputSpec("image", "image", (28, 28)), tasks)
     return OpenDataset(spec, sources(builder, data_dir, **config), ImageCollate(("left", "right")))
@@ -73,7 +141,7 @@ def open_multi_fashion(data_dir: Any = None, **config: Any) -> OpenDataset:
 
 
 def open_qm9(data_dir: Any = None, **config: Any) -> OpenDataset:
-    builder = common.prepare(qm9.Qm9, data_dir, **config)
+    builder = prepare(qm9.Qm9, data_dir, **config)
     meta = builder.info.metadata
     tasks = tuple(
         TaskSpec(name, "regression", 1, target_mean=float(mean), target_std=float(std), units=unit)
@@ -84,7 +152,7 @@ def open_qm9(data_dir: Any = None, **config: Any) -> OpenDataset:
 
 
 def open_yeast(data_dir: Any = None, **config: Any) -> OpenDataset:
-    builder = common.prepare(yeast.Yeast, data_dir, **config)
+    builder = prepare(yeast.Yeast, data_dir, **config)
     names = tuple(f"class_{k + 1}" for k in range(yeast.NUM_LABELS))
     task = TaskSpec("functions", "multilabel", yeast.NUM_LABELS, class_names=names)
     spec = DatasetSpec("yeast", InputSpec("features", "features", (yeast.NUM_FEATURES,)), (task,))
@@ -134,9 +202,53 @@ def text_content(
     return {"tokens": text.build_vocabulary(sentences, min_count), "tags": tags, "lengths": lengths}
 
 
+def text_content_problem(
+    content: Mapping[str, Any], layout: TextLayout, names: Mapping[str, Sequence[str]], sizes: Mapping[str, int]
+) -> str | None:
+    """What is wrong with a loaded vocabulary file's content for these splits, or None."""
+    tokens = content["tokens"]
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens) or len(set(tokens)) != len(tokens):
+        return "'tokens' is not a list of distinct strings"
+    tags = content["tags"]
+    for key in names:
+        found = tags.get(key) if isinstance(tags, dict) else None
+        allowed = list(names[key]) if key in layout.fixed_tags else None
+        if allowed is not None and found != allowed:
+            return f"the tag set of {key!r} is not this dataset's {len(allowed)} tags"
+        if allowed is None and not (
+            isinstance(found, list) and found[-1:] == [text.UNSEEN] and len(set(found)) == len(found)
+            and set(found[:-1]) <= set(names[key])
+        ):  # fmt: skip
+            return f"the tag set of {key!r} is not distinct tags of the dataset followed by {text.UNSEEN!r}"
+    lengths = content["lengths"]
+    for split, size in sizes.items():
+        found = lengths.get(split) if isinstance(lengths, dict) else None
+        if not isinstance(found, list) or len(found) != size:
+            count = len(found) if isinstance(found, list) else None
+            return f"it has {count} sequence lengths for the {size} examples of split {split!r}"
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in found):
+            return f"the sequence lengths of split {split!r} are not all positive integers"
+    return None
+
+
+def check_text_content(
+    dataset: str, path: Path, content: Mapping[str, Any], layout: TextLayout, names: Mapping[str, Sequence[str]],
+    sizes: Mapping[str, int],
+) -> None:  # fmt: skip
+    """DataError naming ``path`` when its content does not fit the prepared splits (a file
+    written for other data, or edited); that the lengths match the examples themselves is
+    checked when each split is collated (:meth:`~mtl_jax.data.opened.OpenDataset.columns`)."""
+    problem = text_content_problem(content, layout, names, sizes)
+    if problem is not None:
+        raise DataError(
+            f"{dataset}: vocabulary file {path} does not fit the prepared data: {problem}; fix: delete {path}"
+            " (it is rebuilt from the train split) and run the same command again"
+        )
+
+
 def open_text(name: str, data_dir: Any = None, min_count: int = 1, lowercase: bool = False, **config: Any) -> OpenDataset:
     layout = TEXT_LAYOUTS[name]
-    builder = common.prepare(layout.builder_cls, data_dir, **config)
+    builder = prepare(layout.builder_cls, data_dir, **config)
     splits = sources(builder, data_dir, **config)
     source = {"builder": common.format_tag(builder), "config": builder.builder_config.name,
               "min_count": min_count, "lowercase": lowercase}  # fmt: skip
@@ -146,6 +258,7 @@ def open_text(name: str, data_dir: Any = None, min_count: int = 1, lowercase: bo
         content = text_content(layout, builder, splits, min_count, lowercase)
         text.save_text_file(path, {"source": source, **content})
     names = layout.tag_names(builder)
+    check_text_content(name, path, content, layout, names, {split: len(values) for split, values in splits.items()})
     id_maps = {
         key: None if key in layout.fixed_tags else text.tag_id_map(names[key], content["tags"][key]) for key in names
     }
@@ -156,7 +269,7 @@ def open_text(name: str, data_dir: Any = None, min_count: int = 1, lowercase: bo
     tasks = tuple(TaskSpec(key, "tagging", len(content["tags"][key]), class_names=tuple(content["tags"][key])) for key in names)
     tasks += tuple(TaskSpec(key, "classification", 2, class_names=("absent", "present")) for key in layout.labels)
     spec = DatasetSpec(name, InputSpec("text", "tokens", (), vocab_size=len(vocabulary)), tasks)
-    return OpenDataset(spec, splits, collate, lengths, buckets, vocabulary)
+    return OpenDataset(spec, splits, collate, lengths, buckets, vocabulary, str(path))
 
 
 # --------------------------------------------------------------------------- registry

@@ -64,6 +64,7 @@ class OpenDataset:
       lengths: text only: split -> int32 sequence length of every example.
       buckets: text only: the padded lengths (see :mod:`mtl_jax.data.bucketing`).
       vocabulary: text only: token of each id.
+      text_file: text only: the vocabulary file ``lengths`` were read from (named in errors).
     """
 
     spec: DatasetSpec
@@ -72,6 +73,7 @@ class OpenDataset:
     lengths: Mapping[str, np.ndarray] | None = None
     buckets: tuple[int, ...] | None = None
     vocabulary: tuple[str, ...] = ()
+    text_file: str | None = None
     _columns: dict[str, ColumnSource] = dataclasses.field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
@@ -89,10 +91,30 @@ class OpenDataset:
         return None if self.buckets is None else self.buckets[-1]
 
     def columns(self, split: str) -> ColumnSource:
-        """``split`` decoded and collated once (cached): batches become array indexing."""
+        """``split`` decoded and collated once (cached): batches become array indexing. Every
+        record is read here, so a corrupt file is a DataError now; text lengths are checked
+        against the collated sequences."""
         if split not in self._columns:
-            self._columns[split] = materialize(self.split(split), self.collate, pipeline.read_examples, self.max_length)
+            columns = materialize(self.split(split), self.collate, pipeline.read_examples, self.max_length)
+            if self.lengths is not None:
+                self._check_lengths(split, columns)
+            self._columns[split] = columns
         return self._columns[split]
+
+    def _check_lengths(self, split: str, columns: ColumnSource) -> None:
+        """DataError unless the saved sequence lengths of ``split`` are those of its examples
+        (wrong ones would bucket, and so cut, sentences silently)."""
+        mask = columns.arrays.get(f"{self.spec.input.key}_mask")
+        if mask is None:
+            return
+        found, saved = mask.sum(axis=1), np.asarray(self.lengths[split])
+        if found.shape != saved.shape or np.any(found != saved):
+            wrong = int(np.sum(found != saved)) if found.shape == saved.shape else abs(len(found) - len(saved))
+            where = self.text_file or "the vocabulary file beside the prepared data"
+            raise DataError(
+                f"{self.spec.name}: {wrong} saved sequence lengths of split {split!r} in {where} differ from its"
+                f" examples; fix: delete {where} (it is rebuilt from the train split) and run the same command again"
+            )
 
     def train_batches(self, split: str, *, batch_size: int, seed: int, **kwargs: Any) -> pipeline.BatchIterator:
         """:func:`mtl_jax.data.pipeline.train_batches` over ``split`` (pre-collated, bucketed);

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import grain
 import numpy as np
 
-from mtl_jax.types import HostBatch
+from mtl_jax.types import HostBatch, mask_key
 
 from mtl_jax.data import bucketing
 from mtl_jax.errors import DataError
@@ -293,12 +293,12 @@ def train_batches(
 def pad_rows(batch: HostBatch, valid: np.ndarray, label_keys: Sequence[str] | None) -> HostBatch:
     """Mark padded rows: ``example_mask`` and every label mask False where not ``valid``."""
     if label_keys is None:
-        label_keys = [k for k in batch if f"{k}_mask" in batch and f"{k}_mask" not in INPUT_MASK_KEYS]
+        label_keys = [k for k in batch if mask_key(k) in batch and mask_key(k) not in INPUT_MASK_KEYS]
     out = dict(batch)
     for key in label_keys:
-        mask = np.asarray(out.get(f"{key}_mask", np.ones(out[key].shape, bool)), bool)
+        mask = np.asarray(out.get(mask_key(key), np.ones(out[key].shape, bool)), bool)
         row_valid = valid.reshape(valid.shape + (1,) * (mask.ndim - 1))
-        out[f"{key}_mask"] = mask & row_valid
+        out[mask_key(key)] = mask & row_valid
     out[EXAMPLE_MASK] = valid
     return out
 

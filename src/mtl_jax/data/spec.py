@@ -12,7 +12,7 @@ Batch conventions (every array has the global or local batch axis first):
 * features (tabular): ``features`` float32 (B, F).
 
 A task's labels live under ``batch[task.label_key]`` and an optional mask under
-``batch[task.label_key + "_mask"]`` (True = counts). Shapes per kind:
+``batch[task.mask_key]`` (True = counts). Shapes per kind:
 
 * ``classification``: int32 (B,), mask (B,);
 * ``tagging``: int32 (B, L), mask (B, L) (padding tokens and unlabelled tokens False);
@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Literal
+
+from mtl_jax.types import mask_key
 
 TaskKind = Literal["classification", "tagging", "multilabel", "regression"]
 TASK_KINDS: tuple[str, ...] = ("classification", "tagging", "multilabel", "regression")
@@ -64,7 +66,7 @@ class TaskSpec:
 
     @property
     def mask_key(self) -> str:
-        return f"{self.label_key}_mask"
+        return mask_key(self.label_key)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,7 +39,7 @@ from mtl_jax.deploy.naming import named_leaves
 from mtl_jax.deploy.preprocess import WORD_TOKENIZER
 from mtl_jax.deploy.source import TrainedRun
 from mtl_jax.models.multitask import MultiTaskModel
-from mtl_jax.types import PyTree
+from mtl_jax.types import PyTree, mask_key
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
@@ -52,7 +52,7 @@ def input_layout(spec: DatasetSpec) -> dict[str, dict[str, Any]]:
     kind, key, shape = spec.input.kind, spec.input.key, list(spec.input.shape)
     b, l = artifact.BATCH_AXIS, artifact.LENGTH_AXIS
     if kind == "text":
-        return {key: {"dtype": "int32", "shape": [b, l]}, f"{key}_mask": {"dtype": "bool", "shape": [b, l]}}
+        return {key: {"dtype": "int32", "shape": [b, l]}, mask_key(key): {"dtype": "bool", "shape": [b, l]}}
     if kind == "graph":
         return {
             key: {"dtype": "int32", "shape": [b, MAX_ATOMS]},

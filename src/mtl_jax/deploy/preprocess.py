@@ -34,6 +34,7 @@ import numpy as np
 
 from mtl_jax.data import bucketing, text
 from mtl_jax.errors import DataError
+from mtl_jax.types import mask_key
 
 WORD_TOKENIZER = "mtl_jax.words/1"
 WORD_PATTERN = re.compile(r"https?://\S+|www\.\S+|[$#@]?\w+(?:[.,'’/-]\w+)*|[^\w\s]", re.UNICODE)
@@ -93,7 +94,7 @@ class TextPreprocessor:
 
     def collate(self, items: Sequence[Prepared], length: int) -> dict[str, np.ndarray]:
         ids, mask = text.pad_rows([item.arrays[self.key] for item in items], length)
-        return {self.key: ids, f"{self.key}_mask": mask}
+        return {self.key: ids, mask_key(self.key): mask}
 
 
 class ArrayPreprocessor:

@@ -6,27 +6,31 @@ Navon et al. (ICML 2022, Nash-MTL) used by most gradient-surgery papers:
     Δm% = (100 / K) Σ_k (−1)^{l_k} (M_m,k − M_b,k) / M_b,k,   l_k = 1 if higher is better,
 
 over the K compared (task, metric) pairs; M_m is the multi-task model, M_b the baseline.
+Auxiliary tasks are not compared (``exclude``): Δm% measures the primary tasks.
 Negative Δm% means the multi-task model is better on average.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from mtl_jax.evaluation.directions import higher_is_better
 
 Metrics = Mapping[str, Mapping[str, float]]
 
 
-def delta_m(model: Metrics, baselines: Metrics, metrics: Mapping[str, tuple[str, ...]]) -> float:
-    """Δm% over ``metrics`` = {task: (metric names)}; tasks in ``baselines`` only.
+def delta_m(
+    model: Metrics, baselines: Metrics, metrics: Mapping[str, tuple[str, ...]], exclude: Sequence[str] = ()
+) -> float:
+    """Δm% over ``metrics`` = {task: (metric names)}; tasks in ``baselines`` only, and none of
+    ``exclude`` (auxiliary tasks).
 
     Raises ``ValueError`` when a baseline value is 0 (the relative change is undefined) or
     no (task, metric) pair can be compared.
     """
     changes = []
     for task, names in metrics.items():
-        if task not in baselines:
+        if task not in baselines or task in exclude:
             continue
         for name in names:
             base, value = baselines[task][name], model[task][name]

@@ -1,7 +1,7 @@
 """Classification tasks: a linear head, softmax cross-entropy and accuracy.
 
 Labels are integers under ``batch[label_key]``; an optional boolean or 0/1 array under
-``batch[label_key + "_mask"]`` excludes examples (padding, or a task absent from a batch).
+``batch[mask_key(label_key)]`` (``mtl_jax.types.mask_key``) excludes examples (padding, or a task absent from a batch).
 """
 
 from __future__ import annotations
@@ -11,17 +11,9 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from mtl_jax.models.losses import label_weights
 from mtl_jax.models.task import Statistic, Task
 from mtl_jax.types import Batch
-
-
-def example_weights(batch: Batch, label_key: str) -> jax.Array:
-    """1.0 for the examples that count, from the optional ``<label_key>_mask``."""
-    labels = batch[label_key]
-    mask = batch.get(f"{label_key}_mask")
-    if mask is None:
-        return jnp.ones(labels.shape, jnp.float32)
-    return mask.astype(jnp.float32)
 
 
 def cross_entropy(label_key: str, label_smoothing: float = 0.0):
@@ -29,7 +21,7 @@ def cross_entropy(label_key: str, label_smoothing: float = 0.0):
 
     def loss(logits: jax.Array, batch: Batch) -> Statistic:
         labels = batch[label_key]
-        weights = example_weights(batch, label_key)
+        weights = label_weights(batch, label_key, jnp.ndim(batch[label_key]))
         num_classes = logits.shape[-1]
         targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
         per_example = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
@@ -42,7 +34,7 @@ def accuracy(label_key: str):
     """Fraction of unmasked examples whose arg-max class is the label."""
 
     def metric(logits: jax.Array, batch: Batch) -> Statistic:
-        weights = example_weights(batch, label_key)
+        weights = label_weights(batch, label_key, jnp.ndim(batch[label_key]))
         correct = (jnp.argmax(logits, axis=-1) == batch[label_key]).astype(jnp.float32)
         return Statistic(jnp.sum(correct * weights), jnp.sum(weights))
 

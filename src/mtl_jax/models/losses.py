@@ -1,6 +1,6 @@
 """Losses and metrics for the four task kinds, as (total, count) statistics in float32.
 
-Masks follow ``mtl_jax.data.spec``: ``batch[label_key + "_mask"]`` (True = counts), (B,)
+Masks follow ``mtl_jax.data.spec``: ``batch[mask_key(label_key)]`` (``mtl_jax.types.mask_key``) (True = counts), (B,)
 for classification, multi-label and regression, (B, L) for tagging.
 
 * classification and tagging: softmax cross-entropy with label smoothing (Szegedy et al.
@@ -20,17 +20,20 @@ import jax.numpy as jnp
 import optax
 
 from mtl_jax.models.task import Statistic
-from mtl_jax.types import Batch
+from mtl_jax.types import Batch, mask_key
 
 REGRESSION_LOSSES: tuple[str, ...] = ("mse", "l1")
 
 
-def per_example_weights(batch: Batch, label_key: str) -> jax.Array:
-    """(B,) float weights from ``<label_key>_mask``, else ones."""
+def label_weights(batch: Batch, label_key: str, example_dims: int = 1) -> jax.Array:
+    """Float weights, 1.0 where a label counts, from the optional ``<label_key>_mask``.
+
+    The weights cover the first ``example_dims`` axes of the labels: 1 for one label (or one
+    vector of labels) per example, 2 for a tag per token. Without a mask every entry counts."""
     labels = batch[label_key]
-    mask = batch.get(f"{label_key}_mask")
+    mask = batch.get(mask_key(label_key))
     if mask is None:
-        return jnp.ones(labels.shape[:1], jnp.float32)
+        return jnp.ones(labels.shape[:example_dims], jnp.float32)
     return jnp.asarray(mask).astype(jnp.float32)
 
 
@@ -42,7 +45,7 @@ def sigmoid_cross_entropy(label_key: str):
         per_example = jnp.mean(
             optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32), targets), axis=-1
         )
-        weights = per_example_weights(batch, label_key)
+        weights = label_weights(batch, label_key)
         return Statistic(jnp.sum(per_example * weights), jnp.sum(weights))
 
     return loss
@@ -54,7 +57,7 @@ def label_accuracy(label_key: str):
     def metric(logits: jax.Array, batch: Batch) -> Statistic:
         targets = jnp.asarray(batch[label_key]) > 0.5
         correct = ((logits > 0) == targets).astype(jnp.float32)
-        weights = per_example_weights(batch, label_key)[:, None] * jnp.ones_like(correct)
+        weights = label_weights(batch, label_key)[:, None] * jnp.ones_like(correct)
         return Statistic(jnp.sum(correct * weights), jnp.sum(weights))
 
     return metric
@@ -68,7 +71,7 @@ def regression_loss(label_key: str, kind: str = "mse"):
     def loss(prediction: jax.Array, batch: Batch) -> Statistic:
         error = prediction.astype(jnp.float32) - jnp.asarray(batch[label_key]).astype(jnp.float32)
         per_example = jnp.square(error) if kind == "mse" else jnp.abs(error)
-        weights = per_example_weights(batch, label_key)
+        weights = label_weights(batch, label_key)
         return Statistic(jnp.sum(per_example * weights), jnp.sum(weights))
 
     return loss
@@ -79,7 +82,7 @@ def mean_absolute_error(label_key: str, target_std: float = 1.0):
 
     def metric(prediction: jax.Array, batch: Batch) -> Statistic:
         error = jnp.abs(prediction.astype(jnp.float32) - jnp.asarray(batch[label_key]).astype(jnp.float32))
-        weights = per_example_weights(batch, label_key)
+        weights = label_weights(batch, label_key)
         return Statistic(jnp.sum(error * weights) * target_std, jnp.sum(weights))
 
     return metric

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax.types import Batch
+from mtl_jax.types import Batch, mask_key
 
 PAD_ID = 0
 UNKNOWN_ID = 1
@@ -24,7 +24,7 @@ UNKNOWN_ID = 1
 def token_ids_and_mask(batch: Batch, input_key: str) -> tuple[jax.Array, jax.Array]:
     """(B, L) int32 ids and (B, L) bool mask; without ``<key>_mask`` the mask is ids != 0."""
     ids = jnp.asarray(batch[input_key]).astype(jnp.int32)
-    mask = batch.get(f"{input_key}_mask")
+    mask = batch.get(mask_key(input_key))
     mask = ids != PAD_ID if mask is None else jnp.asarray(mask).astype(bool)
     return ids, mask
 

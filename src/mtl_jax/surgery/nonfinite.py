@@ -5,7 +5,8 @@
   skipped steps (read with :func:`skipped_updates`).
 * The aggregator's state update is kept only when the step's losses and Gramian (and, for
   Jacobian aggregators, the Jacobian) are finite, so stateful methods (GradVac, CR-MOGM,
-  MoCo, ...) are not poisoned either. The wrapper returns an aggregator of the same kind.
+  MoCo, ...) are not poisoned either; a meta weighting's, when its training losses and
+  gradients are finite. The wrapper returns an aggregator of the same kind.
 
 Both are pure wrappers around the pieces ``make_train_step`` receives.
 """
@@ -25,6 +26,9 @@ from mtl_jax.aggregators.kinds import (
     JacobianAggregator,
     JacobianUpdate,
     LossWeighting,
+    MetaInputs,
+    MetaUpdate,
+    MetaWeighting,
     UniformWeighting,
     WeighFn,
     WeightingInputs,
@@ -73,6 +77,17 @@ def _guarded_combine(combine: CombineFn) -> CombineFn:
     return guarded
 
 
+def _guarded_update(update):
+    def guarded(inputs: MetaInputs, state) -> MetaUpdate:
+        result = update(inputs, state)
+        finite = jnp.all(jnp.isfinite(result.losses))
+        for leaf in jax.tree.leaves(result.grads):
+            finite &= jnp.all(jnp.isfinite(leaf))
+        return result._replace(state=_keep_if(finite, result.state, state))
+
+    return guarded
+
+
 def keep_state_when_nonfinite(aggregator: Aggregator) -> Aggregator:
     """``aggregator`` of the same kind whose state stays unchanged on a step with non-finite
     inputs (losses, Gramian, and for Jacobian aggregators the Jacobian itself)."""
@@ -81,6 +96,8 @@ def keep_state_when_nonfinite(aggregator: Aggregator) -> Aggregator:
             return aggregator._replace(weigh=_guarded_weigh(aggregator.weigh))
         case JacobianAggregator():
             return aggregator._replace(combine=_guarded_combine(aggregator.combine))
+        case MetaWeighting():  # losses and gradients finite, else the state is kept
+            return aggregator._replace(update=_guarded_update(aggregator.update))
         case UniformWeighting():
             return aggregator  # stateless
     raise TypeError(f"not an aggregator: {aggregator!r}")

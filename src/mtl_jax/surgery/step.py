@@ -6,6 +6,8 @@ Per step, on every device of the ``data`` mesh axis (``jax.shard_map``):
    - mode ``"full"``: of the shared parameters, J ∈ R^{T×P};
    - mode ``"representation"``: of the shared representation z of the whole global batch
      (each device holds its examples' rows; the Gramian is all-reduced);
+   - mode ``"instance"``: the B·T per-example losses on the representation path, weighed
+     from their (B·T)×(B·T) Gramian over the global batch (``mtl_jax.surgery.instance``);
 2. G = J Jᵀ and the aggregator's weights w (identical on every device);
 3. the update direction: full mode Jᵀw; representation mode one backward pass of the trunk
    with the combined cotangent Σ_t w_t ∂L_t/∂z (docs/design.md, "Modes");
@@ -22,6 +24,9 @@ a :class:`StepResult`:
   the losses, then ONE trunk backward pass with the cotangent Σ_t w_t ∂L_t/∂z (the heads are
   back-propagated twice, once with w for the trunk and once with 1 for their own plain
   gradients) — in both modes, at about the cost of EW.
+
+- ``MetaWeighting`` (Auto-Lambda, MOML, FORUM): a look-ahead step on the batch, judged on its
+  meta batch (``"meta/"`` keys), returns every gradient (``mtl_jax.surgery.meta_step``).
 
 Gradient statistics need the Gramian, so when they are asked for the last two kinds take the
 Jacobian path too (their weights do not change). The Gramian is formed only when the
@@ -46,6 +51,7 @@ from mtl_jax.aggregators.kinds import (
     JacobianAggregator,
     JacobianUpdate,
     LossWeighting,
+    MetaWeighting,
     Mode,
     UniformWeighting,
     WeightingInputs,
@@ -55,10 +61,13 @@ from mtl_jax.parallel import DATA_AXIS, check_divisible, global_batch_size, shar
 from mtl_jax.surgery import jacobian
 from mtl_jax.surgery.gramian_engine import engine_full_step
 from mtl_jax.surgery.gradient_stats import gradient_statistics, layer_gramians
+from mtl_jax.surgery.meta_step import meta_step
+from mtl_jax.surgery.instance import INSTANCE, instance_refusal, instance_step, supported_modes
 from mtl_jax.surgery.state import TrainState
 from mtl_jax.types import PyTree
 
 PER_LAYER = "per_layer"
+MODES = (*MODES, INSTANCE)  # the task modes of the aggregators, and instance mode (surgery/instance.py)
 
 __all__ = ["MODES", "Mode", "StepResult", "TrainStep", "make_train_step"]
 
@@ -162,6 +171,13 @@ def _aggregated_gradients(
     """The path for the aggregator's kind (module docstring); per-layer statistics take the
     materialised Jacobian in full mode."""
     want_gramian = isinstance(aggregator, GramianWeighting) or bool(gradient_stats)
+    if mode == INSTANCE:  # Gramian weightings only (make_train_step checks)
+        return StepResult(*instance_step(
+            model, aggregator, state.params, state.aggregator_state, state.step, batch, rng, agg_key, DATA_AXIS,
+        )[:5])
+    if isinstance(aggregator, MetaWeighting):  # look-ahead on a meta batch (surgery/meta_step.py)
+        return StepResult(*meta_step(model, aggregator, state, batch, rng, agg_key, DATA_AXIS,
+                                     want_gramian=bool(gradient_stats), per_layer=gradient_stats == PER_LAYER))
     if gradient_stats == PER_LAYER:
         return _full_step(model, aggregator, state, batch, rng, agg_key, jacobian_chunk, True, per_layer=True)
     match aggregator:
@@ -259,6 +275,8 @@ def make_train_step(
         (on the gradients of the shared representation). Methods whose state is shaped like
         the gradients (MoCo, ExcessMTL, DB-MTL) support only ``"full"`` and MGDA-UB only
         ``"representation"`` (the aggregator's ``modes``); others raise a ValueError.
+        ``"instance"`` weighs the B·T per-example objectives (``mtl_jax.surgery.instance``;
+        stateless Gramian weightings only).
       gradient_stats: report gradient norms, cosines and conflicts (forces the Jacobian for
         uniform and loss weightings); ``"per_layer"`` also per top-level module of the shared
         trunk (full mode; materialises J).
@@ -275,7 +293,9 @@ def make_train_step(
         )
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; accepted values: {', '.join(MODES)}")
-    if mode not in aggregator.modes:
+    if mode == INSTANCE and instance_refusal(aggregator):
+        raise ValueError(f"aggregator {aggregator.name!r} cannot run in mode 'instance': {instance_refusal(aggregator)}")
+    if mode not in supported_modes(aggregator):
         raise ValueError(
             f"aggregator {aggregator.name!r} does not support mode {mode!r}; supported: "
             f"{', '.join(aggregator.modes)} (see its module docstring for why)"

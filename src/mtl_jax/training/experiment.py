@@ -30,8 +30,11 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from mtl_jax.aggregators import Aggregator, get_aggregator, initial_state
+from mtl_jax.aggregators import Aggregator, MetaWeighting, get_aggregator, initial_state
 from mtl_jax.config import ModelConfig, RunConfig
+from mtl_jax.data.augment import make_augmentation
+from mtl_jax.data.augmented import AugmentedBatches, CompiledAugmentation, compile_augmentation
+from mtl_jax.data.meta import MetaBatches, meta_seed
 from mtl_jax.data.opened import Dataset, ResumableBatches
 from mtl_jax.data.spec import DatasetSpec, TaskSpec
 from mtl_jax.errors import ConfigError, DataError
@@ -40,10 +43,11 @@ from mtl_jax.evaluation.task_metrics import METRICS_BY_KIND
 from mtl_jax.models.factory import build_from_config
 from mtl_jax.models.multitask import MultiTaskModel
 from mtl_jax.parallel import data_mesh, replicate
+from mtl_jax.surgery.instance import instance_refusal, supported_modes
 from mtl_jax.surgery.nonfinite import keep_state_when_nonfinite, skip_nonfinite_updates
 from mtl_jax.surgery.state import TrainState, create_train_state
-from mtl_jax.surgery.step import MODES, TrainStep, make_train_step
-from mtl_jax.training import data_source
+from mtl_jax.surgery.step import TrainStep, make_train_step
+from mtl_jax.training import auxiliary, data_source
 from mtl_jax.training.checkpoint import Checkpointer, CorruptCheckpointWarning, saved_steps
 from mtl_jax.training.optimizers import make_optimizer
 from mtl_jax.training.run_dir import CONFIG_FILE, read_saved_config
@@ -92,6 +96,8 @@ class Experiment:
       step: the data-parallel train step, ``state, metrics = step(state, batch)``.
       evaluator: ``evaluator(params, split) -> metrics``.
       baselines: single-task test metrics by task, for Δm%.
+      augmentation: ``config.augment`` for this dataset at the run's seed, compiled (None: off);
+        applied to train batches only.
     """
 
     config: RunConfig
@@ -105,6 +111,7 @@ class Experiment:
     step: TrainStep
     evaluator: Evaluator
     baselines: Mapping[str, Mapping[str, float]]
+    augmentation: CompiledAugmentation | None = None
 
     # ------------------------------------------------------------------ building
 
@@ -135,10 +142,15 @@ class Experiment:
         optimizer = make_optimizer(config.optimizer)
         data = data_source.open_data(config) if data is None else data
         tasks = data_source.select_tasks(config, data.spec, data.splits)
+        auxiliary.check_auxiliary(config, tasks)
+        augmentation = make_augmentation(config.augment, data.spec)
+        augmentation = None if augmentation is None else compile_augmentation(augmentation, config.seed)
         _check_splits(config, data, tasks)
         baselines = data_source.read_baselines(config)
         names = [task.name for task in tasks]
         model, params = build_model(config.model, data.spec, names, config.seed)
+        if config.auxiliary_tasks:  # PCD's primary tasks from the split
+            aggregator = build_aggregator(config, auxiliary.aggregator_options(config, names))
         _check_aggregator_fits(config, aggregator, len(names), params)
         optimizer = skip_nonfinite_updates(optimizer)
         aggregator = keep_state_when_nonfinite(aggregator)
@@ -151,7 +163,8 @@ class Experiment:
             raise ConfigError(f"config rejected by the train step: {error}") from error
         specs = {task.name: task for task in tasks}
         evaluator = Evaluator(make_evaluator(model, specs, mesh), data, mesh, specs, config.eval_batch_size)
-        return cls(config, mesh, data, specs, model, params, optimizer, aggregator, step, evaluator, baselines)
+        return cls(config, mesh, data, specs, model, params, optimizer, aggregator, step, evaluator, baselines,
+                   augmentation)  # fmt: skip
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, **inject: Any) -> Experiment:
@@ -184,8 +197,16 @@ class Experiment:
         return create_train_state(self.params, self.optimizer, self.aggregator, len(self.tasks), self.config.seed)
 
     def train_batches(self) -> ResumableBatches:
-        """The resumable stream of train batches (this process's slices)."""
-        return self.data.train_batches("train", batch_size=self.config.batch_size, seed=self.config.seed)
+        """The resumable stream of train batches (this process's slices), augmented by
+        ``config.augment`` (:mod:`mtl_jax.data.augmented`); for a meta weighting each batch also
+        carries a meta batch of the training split in its own order (:mod:`mtl_jax.data.meta`)."""
+        batches = self.data.train_batches("train", batch_size=self.config.batch_size, seed=self.config.seed)
+        if self.augmentation is not None:
+            batches = AugmentedBatches(batches, self.augmentation, jax.process_index())
+        if isinstance(self.aggregator, MetaWeighting):  # each batch also carries a meta batch
+            meta = self.data.train_batches("train", batch_size=self.config.batch_size, seed=meta_seed(self.config.seed))
+            batches = MetaBatches(batches, meta)
+        return batches
 
     def evaluate(self, params: PyTree, split: str) -> dict[str, dict[str, float]]:
         """Metrics of (replicated) ``params`` on ``split``."""
@@ -196,7 +217,7 @@ class Experiment:
         if not self.baselines:
             return None
         metrics = {name: METRICS_BY_KIND[spec.kind] for name, spec in self.tasks.items()}
-        return delta_m(test, self.baselines, metrics)
+        return delta_m(test, self.baselines, metrics, exclude=self.config.auxiliary_tasks)
 
     def trace(self, state: TrainState, batch: Mapping[str, Any]) -> None:
         """Trace (not compile) the train step and the evaluator on ``state`` (replicated) and a
@@ -258,11 +279,19 @@ class Experiment:
         return int(step), state, extra
 
 
-def build_aggregator(config: RunConfig) -> Aggregator:
-    """The configured aggregator (``get_aggregator(name, **options)``), if it supports the
-    configured mode; else a one-line ConfigError. No data needed (sweeps check spaces with it)."""
-    aggregator = get_aggregator(config.aggregator, **config.aggregator_options)
-    supported = getattr(aggregator, "modes", MODES)
+def build_aggregator(config: RunConfig, options: Mapping[str, Any] | None = None) -> Aggregator:
+    """The configured aggregator (``get_aggregator(name, **options)``; default options:
+    ``config.aggregator_options``), if it supports the configured mode; else a one-line
+    ConfigError. No data needed (sweeps check spaces with it)."""
+    options = config.aggregator_options if options is None else options
+    aggregator = get_aggregator(config.aggregator, **options)
+    if config.mode == "instance" and instance_refusal(aggregator):
+        raise ConfigError(
+            f"config key 'mode' is 'instance', but aggregator {config.aggregator!r} cannot run in it:"
+            f" {instance_refusal(aggregator)}; use --set mode='representation' or a stateless Gramian"
+            " weighting such as 'upgrad', 'mgda' or 'pcgrad'"
+        )
+    supported = supported_modes(aggregator)
     if config.mode not in supported:
         raise ConfigError(
             f"config key 'mode' is {config.mode!r}, but aggregator {config.aggregator!r} supports only"
@@ -285,14 +314,19 @@ def _best_step(checkpointer: Checkpointer) -> int | None:
 
 
 def _check_splits(config: RunConfig, data: Dataset, tasks: Sequence[TaskSpec]) -> None:
-    """The first train, validation and test batches open and fit the heads (before step 1)."""
+    """Every split the run reads (train, eval_split, test_split) is read in full, and every
+    batch of it fits the heads, before step 1: a corrupt file of the test split is a DataError
+    now, not after training. Each split is collated once (:mod:`mtl_jax.data.columns`), so the
+    run's later batches are array indexing of what was checked here."""
     batches = data.train_batches("train", batch_size=config.batch_size, seed=config.seed)
     data_source.check_labels_fit(next(batches), tasks)
-    for split in dict.fromkeys((config.eval_split, config.test_split)):
-        first = next(iter(data.eval_batches(split, batch_size=config.eval_batch_size)), None)
-        if first is None:
+    for split in dict.fromkeys(("train", config.eval_split, config.test_split)):
+        empty = True
+        for batch in data.eval_batches(split, batch_size=config.eval_batch_size):
+            data_source.check_labels_fit(batch, tasks)
+            empty = False
+        if empty:
             raise DataError(f"split {split!r} of {data.spec.name} is empty; choose another eval_split or test_split")
-        data_source.check_labels_fit(first, tasks)
 
 
 def _check_aggregator_fits(config: RunConfig, aggregator: Aggregator, num_tasks: int, params: PyTree) -> None:

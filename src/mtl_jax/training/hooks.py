@@ -29,7 +29,6 @@ import numpy as np
 from tqdm import tqdm
 
 from mtl_jax.evaluation import BestTracker
-from mtl_jax.evaluation.best import select_metric
 from mtl_jax.surgery.nonfinite import skipped_updates
 from mtl_jax.training.checkpoint import Checkpointer
 from mtl_jax.training.logging_sinks import MetricsLogger, eval_scalars, step_scalars
@@ -251,7 +250,7 @@ class Evaluation(Hook):
         """Evaluate ``state.params`` now; ``new``: record, log and pass on the result."""
         metrics = self.evaluate(state.params, self.split)
         improved = self.best.update(metrics, step) if new else False
-        value = select_metric(metrics, self.best.metric)
+        value = self.best.select(metrics)
         result = EvalResult(step, self.split, metrics, value, improved, self.best.score(value))
         self.last = result
         if new:

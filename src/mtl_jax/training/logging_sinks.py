@@ -73,6 +73,25 @@ def drop_records_after(run_dir: str | Path, step: int) -> int:
     return dropped
 
 
+def summary_writer_class() -> type:
+    """tensorboardX's ``SummaryWriter``, imported without PyTorch.
+
+    tensorboardX imports torch whenever it is installed (the ``peers`` extra), only to accept
+    torch tensors; we log Python floats, and the import costs seconds at every start. Unless
+    the process already uses torch, the import runs with torch marked absent."""
+    if "torch" in sys.modules:
+        from tensorboardX import SummaryWriter  # noqa: PLC0415 - optional sink
+
+        return SummaryWriter
+    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` raises ImportError
+    try:
+        from tensorboardX import SummaryWriter  # noqa: PLC0415
+
+        return SummaryWriter
+    finally:
+        del sys.modules["torch"]
+
+
 class MetricsLogger:
     """Appends records to ``metrics.jsonl`` and TensorBoard; optionally echoes JSON to a stream."""
 
@@ -82,9 +101,7 @@ class MetricsLogger:
         self.echo = echo
         self.writer = None
         if tensorboard:
-            from tensorboardX import SummaryWriter  # noqa: PLC0415 - optional sink
-
-            self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+            self.writer = summary_writer_class()(str(Path(run_dir) / "tensorboard"))
 
     def write(self, step: int, split: str, scalars: Mapping[str, float], **facts: Any) -> None:
         record = {"step": int(step), "split": split, **facts, **{k: _json_value(v) for k, v in scalars.items()}}

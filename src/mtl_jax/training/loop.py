@@ -26,7 +26,7 @@ import jax
 from mtl_jax.config import RunConfig
 from mtl_jax.errors import ConfigError
 from mtl_jax.evaluation import BestTracker
-from mtl_jax.parallel import is_lead_process, replicate
+from mtl_jax.parallel import is_lead_process, replicate, wait_for_every_process
 from mtl_jax.surgery.nonfinite import skipped_updates
 from mtl_jax.training import hooks as H
 from mtl_jax.training.checkpoint import Checkpointer, saved_steps, set_aside
@@ -85,12 +85,12 @@ def train(
     resume = check_run_dir(run_dir, config.to_dict(), overwrite)
     state = experiment.initial_state()
     batches = experiment.train_batches()
-    best = BestTracker(config.best_metric)
+    best = BestTracker(config.best_metric, exclude=config.auxiliary_tasks)
     first_loss, restored_step, unreadable = None, None, []
     if resume and saved_steps(run_dir / CHECKPOINTS):
         restored_step, state, extra = experiment.restore_with_extra(run_dir, "latest")
         batches.set_state(extra["data"])
-        best = BestTracker.from_json(extra["best"])
+        best = BestTracker.from_json(extra["best"], exclude=config.auxiliary_tasks)
         first_loss = extra.get("first_train_loss") or _previous_first_loss(run_dir)
         unreadable = [step for step in saved_steps(run_dir / CHECKPOINTS) if step > restored_step]
 
@@ -102,13 +102,14 @@ def train(
     # ---------------------------------------------------------------- write the run directory
     # Multi-process: process 0 owns the run directory (lock, config, logs, results); every
     # process takes part in the Orbax checkpoints.
+    wait_for_every_process("mtl_jax: run directory read")  # so that none sees process 0's writes as another run's
     lead = is_lead_process()
     lock = RunLock(run_dir) if lead else None
     if lead:
         prepare_run_dir(run_dir, config.to_dict(), overwrite, resume)
         set_aside(run_dir / CHECKPOINTS, unreadable)
-        if restored_step is not None:
-            drop_records_after(run_dir, restored_step)
+        if resume:  # records after the restored step (all of them without a checkpoint) come again
+            drop_records_after(run_dir, restored_step if restored_step is not None else 0)
     start_step = int(state.step)
     logger = MetricsLogger(run_dir, echo=stdout_echo(json_log)) if lead else NullLogger()
     logger.write(start_step, "run", {}, event="resumed" if restored_step is not None else "started",

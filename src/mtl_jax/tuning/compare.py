@@ -67,8 +67,8 @@ def baseline_metric(base: Mapping[str, Any], task: str, metrics: tuple[str, ...]
 def baseline_config(base: Mapping[str, Any], task: str, metrics: tuple[str, ...], seed: int) -> dict[str, Any]:
     return {
         **base, "tasks": [task], "aggregator": "sum", "aggregator_options": {}, "mode": "full", "seed": seed,
-        "baselines": {}, "best_metric": baseline_metric(base, task, metrics),
-    }
+        "baselines": {}, "auxiliary_tasks": [], "best_metric": baseline_metric(base, task, metrics),
+    }  # a single-task run has no auxiliary task
 
 
 def _check(request: CompareRequest) -> None:

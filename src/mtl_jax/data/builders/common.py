@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import importlib.util
 import io
 import logging
@@ -302,13 +303,38 @@ def prepare(
     data_dir: str | os.PathLike[str] | None = None,
     **config_fields: Any,
 ) -> PackageDataBuilder:
-    """The builder, prepared once (reused afterwards) and checked to be this code's format."""
+    """The builder, prepared once (reused afterwards) and checked to be this code's format.
+
+    Processes that prepare the same dataset at once (sweep workers, the processes of a
+    multi-host job on a shared disk) take turns through a lock on the data directory; the
+    ones that waited find it prepared and only read it."""
     builder = make_builder(builder_cls, data_dir, **config_fields)
     if not builder.is_prepared():
-        with quiet_tfds():
-            builder.download_and_prepare()
+        with preparation_lock(resolve_data_dir(data_dir), builder):
+            builder = make_builder(builder_cls, data_dir, **config_fields)  # another may have prepared it
+            if not builder.is_prepared():
+                with quiet_tfds():
+                    builder.download_and_prepare()
     check_format(builder)
     return builder
+
+
+@contextlib.contextmanager
+def preparation_lock(directory: Path, builder: PackageDataBuilder) -> Iterator[None]:
+    """An exclusive ``flock`` on the data directory itself (no lock file is left behind)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError as error:
+        raise DataError(
+            f"{builder.name}: cannot prepare the data under {directory} ({error.strerror}); fix: make it"
+            f" writable, or pass another data_dir / {DATA_DIR_ENV}"
+        ) from error
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
 
 
 @contextlib.contextmanager

@@ -42,6 +42,7 @@ import tensorflow_datasets as tfds
 
 from mtl_jax.data.builders import common
 from mtl_jax.errors import DataError
+from mtl_jax.types import mask_key
 
 DATASET = "dante_tweets"
 INSTALL = "pip install --no-deps --force-reinstall dante-corpora"
@@ -101,7 +102,7 @@ def tweet_example(sentence: common.ConlluSentence, codes: np.ndarray) -> common.
     }
     for i, name in enumerate(EMOTIONS):
         example[name] = labels[i]
-        example[f"{name}_mask"] = bool(mask[i])
+        example[mask_key(name)] = bool(mask[i])
     return example
 
 
@@ -144,7 +145,7 @@ class DanteTweets(common.PackageDataBuilder, skip_registration=True):
         }
         for name in EMOTIONS:
             features[name] = tfds.features.ClassLabel(names=["absent", "present"])
-            features[f"{name}_mask"] = tfds.features.Scalar(dtype=np.bool_)
+            features[mask_key(name)] = tfds.features.Scalar(dtype=np.bool_)
         return tfds.features.FeaturesDict(features)
 
     def _make_splits(self) -> dict[str, Sequence[common.Example]]:
