@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import islice
+
 import jax
 import numpy as np
 import optax
@@ -51,3 +53,17 @@ def run_steps(
         state, step_metrics = step(state, batch)
         metrics.append(jax.device_get(step_metrics))
     return state, metrics
+
+
+def take(batches, count: int) -> list[dict[str, np.ndarray]]:
+    """The next ``count`` batches of an iterator."""
+    return list(islice(batches, count))
+
+
+def assert_same_batches(a: list[dict], b: list[dict]) -> None:
+    """Two lists of host batches are equal: the same keys, bit for bit, the same dtypes."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for key in x:
+            np.testing.assert_array_equal(x[key], y[key], err_msg=key, strict=True)

@@ -7,7 +7,6 @@ uninterrupted one."""
 from __future__ import annotations
 
 import json
-from itertools import islice
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from mtl_jax.training.checkpoint import Checkpointer
 from mtl_jax.training.experiment import Experiment
 from mtl_jax.training.hooks import Hook
 from mtl_jax.training.loop import train
+from tests.helpers import assert_same_batches, take
 from tests.training.small_run import tiny_config
 
 AUGMENT = {"shift": 2}
@@ -31,18 +31,6 @@ def plain() -> Experiment:
 @pytest.fixture(scope="module")
 def augmented(plain) -> Experiment:
     return Experiment.from_config(tiny_config(augment=AUGMENT, steps=6, checkpoint__every=3), data=plain.data)
-
-
-def take(batches, count: int) -> list[dict[str, np.ndarray]]:
-    return list(islice(batches, count))
-
-
-def assert_same_batches(a: list[dict], b: list[dict]) -> None:
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        assert x.keys() == y.keys()
-        for key in x:
-            np.testing.assert_array_equal(x[key], y[key], err_msg=key, strict=True)
 
 
 def translations(image: np.ndarray, reach: int) -> dict[tuple[int, int], np.ndarray]:

@@ -6,7 +6,6 @@ uninterrupted one; auxiliary tasks make Auto-Lambda's primary tasks."""
 from __future__ import annotations
 
 import json
-from itertools import islice
 
 import numpy as np
 import pytest
@@ -17,24 +16,13 @@ from mtl_jax.training.checkpoint import Checkpointer
 from mtl_jax.training.experiment import Experiment
 from mtl_jax.training.hooks import Hook
 from mtl_jax.training.loop import train
+from tests.helpers import assert_same_batches, take
 from tests.training.small_run import tiny_config
 
 
 @pytest.fixture(scope="module")
 def experiment() -> Experiment:
     return Experiment.from_config(tiny_config(aggregator="auto_lambda", steps=6, checkpoint__every=3))
-
-
-def take(batches, count: int) -> list[dict[str, np.ndarray]]:
-    return list(islice(batches, count))
-
-
-def assert_same_batches(a: list[dict], b: list[dict]) -> None:
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        assert x.keys() == y.keys()
-        for key in x:
-            np.testing.assert_array_equal(x[key], y[key], err_msg=key, strict=True)
 
 
 def test_each_batch_carries_a_meta_batch_of_the_training_split_in_another_order(experiment):
