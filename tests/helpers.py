@@ -31,11 +31,12 @@ def random_batch(rng: np.random.Generator, batch_size: int, num_tasks: int, in_f
 
 
 def state_and_step(
-    model, params, aggregator: str, mode: str = "full", optimizer=None, seed: int = 0, **step_kwargs
+    model, params, aggregator, mode: str = "full", optimizer=None, seed: int = 0, **step_kwargs
 ):
-    """A replicated train state and the compiled step over all local devices."""
+    """A replicated train state and the compiled step over all local devices; ``aggregator``
+    is a registry name or a built aggregator."""
     optimizer = optimizer or optax.sgd(1.0)
-    aggregator_fn = get_aggregator(aggregator)
+    aggregator_fn = get_aggregator(aggregator) if isinstance(aggregator, str) else aggregator
     mesh = data_mesh()
     state = replicate(
         create_train_state(params, optimizer, aggregator_fn, len(model.tasks), seed), mesh
@@ -44,7 +45,7 @@ def state_and_step(
 
 
 def run_steps(
-    model, params, batches, aggregator: str, mode: str, optimizer=None, seed: int = 0, **step_kwargs
+    model, params, batches, aggregator, mode: str, optimizer=None, seed: int = 0, **step_kwargs
 ):
     """Train on ``batches`` over all local devices; return (final state, list of metrics)."""
     state, step = state_and_step(model, params, aggregator, mode, optimizer, seed, **step_kwargs)

@@ -9,8 +9,8 @@ import optax
 import pytest
 
 from mtl_jax.aggregators import REGISTRY, LossWeighting, get_aggregator
-from mtl_jax.surgery import create_train_state, data_mesh, make_train_step, replicate
-from tests.helpers import random_batch, small_model
+from mtl_jax.surgery import data_mesh, make_train_step
+from tests.helpers import random_batch, run_steps, small_model
 
 NUM_TASKS = 5  # Krum with f=1 needs T >= 5
 OPTIONS = {"constant": {"weights": [0.5, 1.0, 1.5, 2.0, 0.25]}, "stch": {"warmup_steps": 1}}
@@ -31,14 +31,7 @@ UNSUPPORTED = [
 
 def train(model, params, batches, name: str, mode: str, **step_kwargs):
     aggregator = get_aggregator(name, **OPTIONS.get(name, {}))
-    optimizer = optax.sgd(0.5)
-    mesh = data_mesh()
-    state = replicate(create_train_state(params, optimizer, aggregator, len(model.tasks), 0), mesh)
-    step = make_train_step(model, aggregator, optimizer, mesh, mode=mode, **step_kwargs)
-    metrics = []
-    for batch in batches:
-        state, step_metrics = step(state, batch)
-        metrics.append(jax.device_get(step_metrics))
+    state, metrics = run_steps(model, params, batches, aggregator, mode, optax.sgd(0.5), **step_kwargs)
     return jax.device_get(state), metrics
 
 

@@ -22,9 +22,8 @@ from mtl_jax.aggregators.cosmos import cosmos
 from mtl_jax.aggregators.pbi import pbi
 from mtl_jax.aggregators.pcd import pcd
 from mtl_jax.models.factory import build_from_config
-from mtl_jax.surgery import create_train_state, data_mesh, make_train_step, replicate
 from tests.aggregators.references import lower_bounded_qp
-from tests.helpers import random_batch, small_model
+from tests.helpers import random_batch, run_steps, small_model
 from tests.models.fixtures import SMALL, TABLE, task_names
 from tests.models.fixtures import random_batch as spec_batch
 
@@ -32,14 +31,7 @@ NUM_TASKS = 4
 
 
 def train(model, params, batches, aggregator, mode, optimizer=None, **step_kwargs):
-    optimizer = optimizer or optax.sgd(0.5)
-    mesh = data_mesh()
-    state = replicate(create_train_state(params, optimizer, aggregator, len(model.tasks), 0), mesh)
-    step = make_train_step(model, aggregator, optimizer, mesh, mode=mode, **step_kwargs)
-    metrics = []
-    for batch in batches:
-        state, step_metrics = step(state, batch)
-        metrics.append(jax.device_get(step_metrics))
+    state, metrics = run_steps(model, params, batches, aggregator, mode, optimizer or optax.sgd(0.5), **step_kwargs)
     return jax.device_get(state), metrics
 
 
