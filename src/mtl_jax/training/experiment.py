@@ -318,8 +318,6 @@ def _check_splits(config: RunConfig, data: Dataset, tasks: Sequence[TaskSpec]) -
     batch of it fits the heads, before step 1: a corrupt file of the test split is a DataError
     now, not after training. Each split is collated once (:mod:`mtl_jax.data.columns`), so the
     run's later batches are array indexing of what was checked here."""
-    batches = data.train_batches("train", batch_size=config.batch_size, seed=config.seed)
-    data_source.check_labels_fit(next(batches), tasks)
     for split in dict.fromkeys(("train", config.eval_split, config.test_split)):
         empty = True
         for batch in data.eval_batches(split, batch_size=config.eval_batch_size):
