@@ -1,4 +1,4 @@
-"""Does lower measured gradient conflict go with better Δm%? The default NLP experiment.
+"""Does lower measured gradient conflict go with better Δm%? The default NLP experiment and QM9.
 
 For each method and seed, the default experiment (``experiments/dante_pos_emotions_pcgrad.py``:
 DANTEStocks, UPOS + 8 emotions, BiGRU, 500 steps of batch 64) is trained for
@@ -20,13 +20,14 @@ same batch and logs them under the names of ``layer_scalars``, then writes a
 
     python benchmarks/conflict_study.py --methods sum pcgrad mgda cagrad nashmtl upgrad famo --seeds 0 1 2 \
         --conflict-steps 500                       # the full study (about 1.5 CPU-min per run)
-    python benchmarks/conflict_study.py --summary  # figure + correlation from the results file
+    python benchmarks/conflict_study.py --summary  # figure + correlation from the results files
+    # the QM9 half, from the runs of benchmarks/reproduce_qm9.py (Δm% vs single-task):
+    python benchmarks/conflict_study.py --qm9-results benchmarks/results/reproduce_qm9_cpu.jsonl --qm9-runs RUNS_DIR
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import tempfile
 from pathlib import Path
@@ -38,6 +39,8 @@ CONFIG = ROOT / "experiments" / "dante_pos_emotions_pcgrad.py"
 QUALITY = ROOT / "benchmarks" / "results" / "quality_dante_cpu.jsonl"
 OUT = "benchmarks/results/conflict_study_dante_cpu.jsonl"
 FIGURE = "benchmarks/results/conflict_study_dante.png"
+OUT_QM9 = "benchmarks/results/conflict_study_qm9_cpu.jsonl"
+FIGURE_QM9 = "benchmarks/results/conflict_study_qm9.png"
 FULL_STEPS = 500
 
 
@@ -90,46 +93,29 @@ def study(args, base: dict) -> None:
 
 
 def layer_run(args, base: dict, method: str) -> Path:
-    """Train ``method`` with per-layer statistics logged; return the run directory."""
-    import jax  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
-    from jax.sharding import PartitionSpec  # noqa: PLC0415
-
-    from mtl_jax.surgery import create_train_state, make_train_step, replicate  # noqa: PLC0415
-    from mtl_jax.surgery import jacobian  # noqa: PLC0415
-    from mtl_jax.surgery.gradient_stats import gradient_statistics, layer_gramians, layer_scalars  # noqa: PLC0415
-    from mtl_jax.training.logging_sinks import step_scalars  # noqa: PLC0415
-    from mtl_jax.training.loop import prepare  # noqa: PLC0415
-    from mtl_jax.parallel import DATA_AXIS  # noqa: PLC0415
-
-    config = {**base, "seed": args.seeds[0], "aggregator": method, "steps": args.conflict_steps, "log_every": args.log_every}
-    parts = prepare(config)
-    config, model, mesh = parts["config"], parts["model"], parts["mesh"]
+    """Train ``method`` with per-layer statistics (``gradient_stats: "per_layer"``: the Gramian of
+    each top-level module of the trunk — embedding, each GRU direction — logged every
+    ``--log-every`` steps); return the run directory."""
+    config = {**base, "seed": args.seeds[0], "aggregator": method, "steps": args.conflict_steps,
+              "log_every": args.log_every, "eval_every": 0, "gradient_stats": "per_layer",
+              "checkpoint": {"every": args.conflict_steps, "keep": 1}}
     run_dir = Path(args.workdir or tempfile.mkdtemp(prefix="mtl_jax_layers_")) / f"layers-{method}-{config['seed']}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
-    state = replicate(create_train_state(parts["params"], parts["optimizer"], parts["aggregator"],
-                                         len(model.tasks), config["seed"]), mesh)
-    step_fn = make_train_step(model, parts["aggregator"], parts["optimizer"], mesh, mode="full", gradient_stats=True)
-
-    def probe_local(params, batch):
-        jac = jacobian.full_jacobian(model, params, batch, None, DATA_AXIS)
-        per_layer = layer_gramians(jac.shared)
-        return {name: gradient_statistics(g) for name, g in per_layer.items()}
-
-    probe = jax.jit(jax.shard_map(probe_local, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(DATA_AXIS)),
-                                  out_specs=PartitionSpec()))
-    names = model.task_names
-    with open(run_dir / "metrics.jsonl", "w", encoding="utf-8") as log:
-        for step in range(1, config["steps"] + 1):
-            batch = step_fn.place_batch(next(parts["iterator"]))
-            layers = jax.device_get(probe(state.params, batch)) if step == 1 or step % args.log_every == 0 else None
-            state, metrics = step_fn(state, batch)
-            if layers is not None:
-                scalars = step_scalars(jax.device_get(metrics), names) | layer_scalars(layers, names)
-                log.write(json.dumps({"step": step, "split": "train", **scalars}) + "\n")
-    np.asarray(jax.device_get(state.step))
+    train_once(config, run_dir)
     return run_dir
+
+
+def qm9_study(args) -> None:
+    """Conflict rows of the QM9 reproduction: each multi-task run of ``--qm9-results``
+    (``benchmarks/reproduce_qm9.py``, Δm% vs its single-task runs) with the conflict numbers
+    read from its run directory under ``--qm9-runs``."""
+    record = recorder(args.out_qm9)
+    for row in read_rows(args.qm9_results):
+        workdir = Path(args.qm9_runs) / f"{row['run']}-{row['seed']}"
+        if row["run"].startswith("single:") or row.get("delta_m") is None or not workdir.is_dir():
+            continue
+        record({"benchmark": "conflict_study", "dataset": "qm9", "method": row["run"], "seed": row["seed"],
+                "conflict_steps": row["steps"], "log_every": max(1, row["steps"] // 30), "delta_m": row["delta_m"],
+                "delta_m_source": "this run vs its single-task runs (reproduce_qm9)", **conflict_numbers(workdir)})
 
 
 def summary(path: str, figure: str | None) -> str:
@@ -182,10 +168,20 @@ def main() -> None:
     parser.add_argument("--figure", default=FIGURE)
     parser.add_argument("--layers", default=None, metavar="METHOD", help="run the per-layer part for METHOD only")
     parser.add_argument("--report-out", default="benchmarks/results/conflict_study_layers_report")
+    parser.add_argument("--qm9-results", default=None, metavar="FILE",
+                        help="the QM9 half: read reproduce_qm9.py's rows (FILE) and run directories (--qm9-runs)")
+    parser.add_argument("--qm9-runs", default=None, metavar="DIR")
+    parser.add_argument("--out-qm9", default=OUT_QM9)
+    parser.add_argument("--figure-qm9", default=FIGURE_QM9)
     parser.add_argument("--summary", action="store_true")
     args = parser.parse_args()
     if args.summary:
         print(summary(args.out, args.figure))
+        print(summary(args.out_qm9, args.figure_qm9))
+        return
+    if args.qm9_results:
+        qm9_study(args)
+        print(summary(args.out_qm9, args.figure_qm9))
         return
     from mtl_jax.config import load_config  # noqa: PLC0415
 

@@ -13,32 +13,27 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_on(num_devices: int, out: Path) -> dict[str, np.ndarray]:
+@pytest.mark.slow
+def test_parameters_after_five_steps_match_one_device(tmp_path):
+    """4 and 8 devices against 1, all trained in one subprocess of 8 simulated devices (one
+    interpreter and one test, so pytest-xdist never runs the 1-device reference twice)."""
+    out = tmp_path / "runs.npz"
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     env.pop("XLA_FLAGS", None)
-    subprocess.run(
-        [sys.executable, "-m", "tests.multidevice_run", str(num_devices), str(out)],
-        cwd=ROOT, env=env, check=True, timeout=600,
-    )
+    command = [sys.executable, "-m", "tests.multidevice_run", str(out)]
+    subprocess.run(command, cwd=ROOT, env=env, check=True, timeout=600)
     with np.load(out) as saved:
-        return dict(saved)
-
-
-@pytest.fixture(scope="module")
-def one_device(tmp_path_factory) -> dict[str, np.ndarray]:
-    return train_on(1, tmp_path_factory.mktemp("dp") / "one.npz")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("num_devices", [4, 8])
-def test_parameters_after_five_steps_match_one_device(one_device, tmp_path, num_devices):
-    many = train_on(num_devices, tmp_path / f"n{num_devices}.npz")
-    assert set(many) == set(one_device)
-    for case in ("ew", "pcgrad", "pcgrad_rep", "moco", "famo_rep"):
-        names = [k for k in one_device if k.startswith(f"{case}/") and not k.endswith("/loss")]
-        assert len(names) >= 6
-        for name in names:
-            reference = one_device[name].astype(np.float64)
-            difference = np.linalg.norm(many[name] - reference) / np.linalg.norm(reference)
-            assert difference < 1e-5, f"{name}: relative difference {difference:.2e} on {num_devices} devices"
-        np.testing.assert_allclose(many[f"{case}/loss"], one_device[f"{case}/loss"], rtol=1e-5)
+        runs = dict(saved)
+    one_device = {key[2:]: value for key, value in runs.items() if key.startswith("1/")}
+    for num_devices in (4, 8):
+        many = {key[len(f"{num_devices}/"):]: value for key, value in runs.items() if key.startswith(f"{num_devices}/")}
+        assert set(many) == set(one_device)
+        for case in ("ew", "pcgrad", "pcgrad_rep", "moco", "famo_rep"):
+            names = [k for k in one_device if k.startswith(f"{case}/") and not k.endswith("/loss")]
+            assert len(names) >= 6
+            for name in names:
+                reference = one_device[name].astype(np.float64)
+                difference = np.linalg.norm(many[name] - reference) / np.linalg.norm(reference)
+                assert difference < 1e-5, f"{name}: relative difference {difference:.2e} on {num_devices} devices"
+            np.testing.assert_allclose(many[f"{case}/loss"], one_device[f"{case}/loss"], rtol=1e-5,
+                                       err_msg=f"{case} losses on {num_devices} devices")

@@ -1,24 +1,42 @@
 """Multi-host for real: ``mtl-jax train`` as 2 processes × 2 CPU devices joined by
 ``jax.distributed`` (coordinator on loopback, Gloo collectives) against 1 process × 4 devices;
-a killed peer; a restart that resumes."""
+a killed peer; a restart that resumes.
+
+The reference pair is two fresh ``python -m mtl_jax.cli.main train`` commands, each under its
+supervisor process (``mtl_jax.cli.supervise``). The other runs are processes forked from a
+server that imported mtl_jax once (``tests/training/fork_server.py``), so they skip the
+interpreter's start-up: each still starts its own JAX backend (with its own number of
+devices) and joins the job through ``jax.distributed``; the survivor of the killed pair runs
+under its supervisor, whose trainer is a fresh interpreter, as in a real job. Every run
+shares one JAX persistent compilation cache."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
 
+from mtl_jax.cli.supervise import SUPERVISED
+from tests.training.fork_server import ForkServer
 from tests.training.small_run import CONFIG, overrides
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
+XLA_FLAGS = os.environ.get("MTL_JAX_TEST_XLA_FLAGS", "")
+
+# One short run for both tests: long enough (with a save every few steps) that a peer can be
+# killed a third of the way in, short enough that the pair's start-up dominates.
+CHANGES = {"steps": 48, "checkpoint__every": 8, "log_every": 4}
+KILL_AFTER = 16  # the step process 0 has logged when process 1 is killed
 
 
 def free_port() -> int:
@@ -27,49 +45,84 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def command(workdir: Path, *extra: str, **changes) -> list[str]:
-    sets = [x for item in overrides(**changes) for x in ("--set", item)]
-    return [sys.executable, "-m", "mtl_jax.cli.main", "train", "--config", str(CONFIG), "--workdir", str(workdir),
-            "--quiet", *sets, *extra]
+def train_args(workdir: Path, *extra: str) -> list[str]:
+    sets = [x for item in overrides(**CHANGES) for x in ("--set", item)]
+    return ["train", "--config", str(CONFIG), "--workdir", str(workdir), "--quiet", *sets, *extra]
 
 
-def environment(devices: int) -> dict[str, str]:
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"{os.environ.get('MTL_JAX_TEST_XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"}
+def job_args(port: int, process_id: int) -> list[str]:
+    return ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(process_id)]
 
 
-def start_pair(workdir: Path, **changes) -> list[subprocess.Popen]:
-    port = free_port()
-    return [
-        subprocess.Popen(
-            command(workdir, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i), **changes),
-            cwd=ROOT, env=environment(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for i in range(2)
-    ]
-
-
-def finish(processes: list[subprocess.Popen], timeout: float = 240) -> list[tuple[int, str]]:
-    return [(p.wait(timeout=timeout), p.communicate()[1]) for p in processes]
-
-
-# One short run for both tests: long enough (with a save every few steps) that a peer can be
-# killed half-way, short enough that the pair's start-up dominates.
-CHANGES = {"steps": 96, "checkpoint__every": 12, "log_every": 4}
+def devices(count: int) -> dict[str, str]:
+    return {"XLA_FLAGS": f"{XLA_FLAGS} --xla_force_host_platform_device_count={count}"}
 
 
 @pytest.fixture(scope="module")
-def pair_run(tmp_path_factory) -> Path:
-    """An uninterrupted 2 processes × 2 devices run: the reference of both tests."""
+def jit_cache(tmp_path_factory) -> dict[str, str]:
+    """One persistent compilation cache for every run of this module (the suite's own one when
+    it set one up): a program is compiled by the first run that needs it."""
+    return {
+        "JAX_PLATFORMS": "cpu",
+        "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(tmp_path_factory.mktemp("jit_cache")),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server(jit_cache) -> Iterator[ForkServer]:
+    running = ForkServer({**os.environ, **jit_cache})
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def pair_run(tmp_path_factory, jit_cache) -> Path:
+    """An uninterrupted 2 processes × 2 devices run of the real command: the reference of both tests."""
     workdir = tmp_path_factory.mktemp("pair") / "run"
-    outcomes = finish(start_pair(workdir, **CHANGES), timeout=400)
+    port = free_port()
+    env = {**os.environ, **jit_cache, **devices(2)}
+    pair = [
+        subprocess.Popen([sys.executable, "-m", "mtl_jax.cli.main", *train_args(workdir, *job_args(port, i))], cwd=ROOT,
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]  # fmt: skip
+    outcomes = [(p.wait(timeout=400), p.communicate()[1]) for p in pair]
     assert all(code == 0 for code, _ in outcomes), outcomes
     return workdir
 
 
-def test_two_processes_of_two_devices_equal_one_process_of_four(tmp_path, pair_run):
-    single = subprocess.run(command(tmp_path / "one", **CHANGES), cwd=ROOT, env=environment(4), capture_output=True,
-                            text=True, timeout=240)
-    assert single.returncode == 0, single.stderr
+class Run:
+    """A forked ``mtl-jax`` process: its pid, its stderr file."""
+
+    def __init__(self, server: ForkServer, args: list[str], err: Path, env: dict[str, str]):
+        self.server, self.err = server, err
+        self.pid = server.run(args, err.with_suffix(".out"), err, env)
+
+    def finish(self, timeout: float) -> tuple[int | None, str]:
+        """The exit code (None: still running after ``timeout`` s, then killed) and the stderr."""
+        code = self.server.wait(self.pid, timeout)
+        if code is None:
+            os.kill(self.pid, signal.SIGKILL)
+            self.server.wait(self.pid)
+        return code, self.err.read_text()
+
+
+def start_pair(server: ForkServer, workdir: Path, supervised: tuple[bool, bool]) -> list[Run]:
+    """Processes 0 and 1 of a 2-process job of 2 devices each; a supervised one is the
+    supervisor, which starts its trainer as a fresh interpreter."""
+    port = free_port()
+    return [
+        Run(server, train_args(workdir, *job_args(port, i)), workdir.parent / f"{workdir.name}-{i}-{time.monotonic_ns()}.err",
+            {**devices(2), **({} if supervised[i] else {SUPERVISED: "1"})})
+        for i in range(2)
+    ]  # fmt: skip
+
+
+def test_two_processes_of_two_devices_equal_one_process_of_four(tmp_path, pair_run, server):
+    code, err = Run(server, train_args(tmp_path / "one"), tmp_path / "one.err", devices(4)).finish(240)
+    assert code == 0, err
     one = json.loads((tmp_path / "one" / "results.json").read_text())
     two = json.loads((pair_run / "results.json").read_text())
     assert one["devices"].startswith("4 x") and two["devices"].startswith("4 x")
@@ -81,25 +134,26 @@ def test_two_processes_of_two_devices_equal_one_process_of_four(tmp_path, pair_r
     assert steps and len(steps) == len(set(steps))
 
 
-def test_a_killed_peer_gives_one_line_in_bounded_time_and_a_restart_resumes_exactly(tmp_path, pair_run):
+def test_a_killed_peer_gives_one_line_in_bounded_time_and_a_restart_resumes_exactly(tmp_path, pair_run, server):
     run = tmp_path / "run"
-    pair = start_pair(run, **CHANGES)
+    pair = start_pair(server, run, supervised=(True, False))  # process 1: the trainer alone, one pid to kill
     metrics = run / "metrics.jsonl"
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not (metrics.exists() and '"step": 24' in metrics.read_text()):
-        time.sleep(0.05)
-    assert metrics.exists(), pair[0].stderr.read() if pair[0].poll() is not None else "no progress"
-    assert pair[0].poll() is None, "the run ended before the kill: nothing was tested"
-    pair[1].kill()  # the supervisor of process 1 ...
-    subprocess.run(["pkill", "-9", "-f", "--", f"--workdir {run} .*--process-id 1"], check=False)  # ... and its trainer
+    while time.monotonic() < deadline and not (metrics.exists() and f'"step": {KILL_AFTER}' in metrics.read_text()):
+        assert server.poll(pair[0].pid) is None and server.poll(pair[1].pid) is None, [r.finish(60) for r in pair]
+        time.sleep(0.02)
+    assert metrics.exists(), "no progress"
+    assert server.poll(pair[0].pid) is None, "the run ended before the kill: nothing was tested"
+    os.kill(pair[1].pid, signal.SIGKILL)  # process 1 stops dead
+    assert server.wait(pair[1].pid, 60) == -signal.SIGKILL
     started = time.monotonic()
-    code, err = finish([pair[0]], timeout=120)[0]
+    code, err = pair[0].finish(120)
     assert time.monotonic() - started < 120
     lines = err.strip().splitlines()
     assert code == 2 and lines and lines[-1].startswith("mtl-jax: error: another process"), err
     assert "Traceback" not in err and len(lines) <= 3, err
 
-    restarted = finish(start_pair(run, **CHANGES), timeout=400)
+    restarted = [r.finish(400) for r in start_pair(server, run, supervised=(False, False))]
     assert all(c == 0 for c, _ in restarted), restarted
     expected = json.loads((pair_run / "results.json").read_text())["test"]
     assert json.loads((run / "results.json").read_text())["test"] == expected

@@ -117,6 +117,7 @@ def test_a_nonfinite_step_keeps_the_meta_state(rng):
     np.testing.assert_array_equal(jax.device_get(new.aggregator_state.weights), np.full(NUM_TASKS, 0.1, np.float32))
 
 
+@pytest.mark.slow
 def test_four_simulated_devices_equal_one(tmp_path):
     out = tmp_path / "result.npz"
     env = dict(os.environ, JAX_PLATFORMS="cpu")

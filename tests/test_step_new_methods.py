@@ -82,6 +82,7 @@ def test_ltb_lowers_every_task_loss_in_the_step(rng):
     assert np.all(np.isfinite(last)) and np.all(last < first), f"{first} -> {last}"
 
 
+@pytest.mark.slow
 def test_four_simulated_devices_equal_one(tmp_path):
     out = tmp_path / "result.npz"
     env = dict(os.environ, JAX_PLATFORMS="cpu")

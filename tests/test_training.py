@@ -10,7 +10,7 @@ from tests.training.small_run import CONFIG
 
 SMALL = [
     "dataset_options.num_train=3000", "dataset_options.num_test=1000",
-    "model.hidden=128", "model.num_layers=2", "steps=150", "batch_size=64", "log_every=50", "eval_every=0",
+    "model.hidden=128", "model.num_layers=2", "steps=100", "batch_size=64", "log_every=50", "eval_every=0",
 ]
 
 

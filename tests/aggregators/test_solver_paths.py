@@ -4,6 +4,8 @@ tests check against float64 NumPy/SciPy — on fresh random and degenerate Jacob
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,12 +32,22 @@ JACOBIANS = {
 }
 
 
-def weights_with(kind: str, name: str, gramian: np.ndarray) -> np.ndarray:
+@functools.lru_cache(maxsize=None)
+def solver(kind: str, name: str):
+    """(aggregator, its weighting jitted for one solver kind). One function per (kind, name):
+    jit traces it on its first call, inside ``force_solver(kind)``, and every later call of
+    the same shapes (and x64 mode) reuses that trace, so each (kind, name, T) compiles once
+    for all the Jacobians."""
     aggregator = get_aggregator(name)
+    return aggregator, jax.jit(lambda i, s: aggregator.weigh(i, s))
+
+
+def weights_with(kind: str, name: str, gramian: np.ndarray) -> np.ndarray:
+    aggregator, weigh = solver(kind, name)
     num_tasks = gramian.shape[0]
     inputs = WeightingInputs(jnp.asarray(gramian), jnp.ones((num_tasks,), gramian.dtype), jax.random.key(0), jnp.asarray(0))
-    with force_solver(kind):  # a fresh jitted function: traced with this solver
-        weights, _ = jax.jit(lambda i, s: aggregator.weigh(i, s))(inputs, aggregator.init(num_tasks))
+    with force_solver(kind):  # the first call of this function traces it with this solver
+        weights, _ = weigh(inputs, aggregator.init(num_tasks))
     return np.asarray(weights, np.float64)
 
 

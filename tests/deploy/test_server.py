@@ -35,13 +35,14 @@ def free_port() -> int:
 class Server:
     """A ``serve`` subprocess; ``request`` sends one HTTP request on a fresh connection."""
 
-    def __init__(self, model: Path, tmp_path: Path, max_batch: int = 4):
+    def __init__(self, model: Path, tmp_path: Path, cache: Path, max_batch: int = 4):
         self.port = free_port()
         self.stderr_path = tmp_path / f"serve-{self.port}.err"
         self.stderr = self.stderr_path.open("w")
         command = [sys.executable, "-m", "mtl_jax.cli.deploy", "serve", "--model", str(model),
                    "--port", str(self.port), "--max-batch", str(max_batch)]  # fmt: skip
-        env = dict(os.environ, JAX_PLATFORMS="cpu")
+        env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(cache),
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.stderr)
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
@@ -86,8 +87,15 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(dante_model: Path, tmp_path_factory: pytest.TempPathFactory):
-    running = Server(dante_model, tmp_path_factory.mktemp("serve"))
+def serve_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The persistent compilation cache of every server this module starts: the shapes the
+    first one compiles at warm-up, the next one loads (the suite's own cache when it set one)."""
+    return Path(os.environ.get("JAX_COMPILATION_CACHE_DIR") or tmp_path_factory.mktemp("serve_cache"))
+
+
+@pytest.fixture(scope="module")
+def server(dante_model: Path, tmp_path_factory: pytest.TempPathFactory, serve_cache: Path):
+    running = Server(dante_model, tmp_path_factory.mktemp("serve"), serve_cache)
     yield running
     assert running.stop() == 0
 
@@ -168,8 +176,8 @@ def test_wrong_method_and_path_are_json_errors(server: Server) -> None:
     assert status == 404 and "/predict" in answer["error"]
 
 
-def test_sigterm_during_load_drains_every_accepted_request(dante_model: Path, tmp_path: Path) -> None:
-    running = Server(dante_model, tmp_path)
+def test_sigterm_during_load_drains_every_accepted_request(dante_model: Path, tmp_path: Path, serve_cache: Path) -> None:
+    running = Server(dante_model, tmp_path, serve_cache)
     statuses: list[int] = []
     refused = []
     lock = threading.Lock()

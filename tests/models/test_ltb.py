@@ -40,19 +40,24 @@ def test_shapes_and_sampling(rng):
     names = task_names(TABLE)
     model, params = build_from_config(dict(LTB, branch_nodes=4), TABLE, names, nnx.Rngs(0))
     batch = random_batch(rng, TABLE, batch_size=5)
-    z = model.encode(params["shared"], batch, None)
+
+    @jax.jit  # one program, run once per key (eager passes would compile op by op)
+    def passes(params, batch, key):
+        z = model.encode(params["shared"], batch, None)
+        evaluation = model.decode(params["tasks"], z, batch, None), model.apply(params, batch, None)
+        return z, *evaluation, model.apply(params, batch, key)["kind"]
+
+    z, outputs, again, first = passes(params, batch, jax.random.key(1))
+    same, other = (passes(params, batch, jax.random.key(seed))[-1] for seed in (1, 2))
     assert z["pooled"].shape == (5, 4, 6)  # K_{L-1} = 4 nodes of width 6
     layers = params["shared"]["body"]["layers"]
     assert "logits" not in layers[0] and layers[1]["logits"].shape == (4, 4)
     assert params["tasks"][names[0]]["body"]["layer"]["logits"].shape == (1, 4)
-    outputs = model.decode(params["tasks"], z, batch, None)
     assert outputs["kind"].shape == (5, 3) and outputs["tags"].shape == (5, 4)
     # evaluation (no key) is deterministic; training samples a tree per key
-    again = model.apply(params, batch, None)
     np.testing.assert_array_equal(outputs["kind"], again["kind"])
-    first = model.apply(params, batch, jax.random.key(1))["kind"]
-    np.testing.assert_array_equal(first, model.apply(params, batch, jax.random.key(1))["kind"])
-    assert not np.allclose(first, model.apply(params, batch, jax.random.key(2))["kind"])
+    np.testing.assert_array_equal(first, same)
+    assert not np.allclose(first, other)
 
 
 def test_parent_weights_are_the_gumbel_softmax(rng):

@@ -24,8 +24,13 @@ def test_bfloat16_agrees_with_float32(trunk, rng):
         assert a.dtype == b.dtype == np.float32
         np.testing.assert_array_equal(a, b)
     batch = random_batch(rng, spec)
-    out32, out16 = jax.jit(model32.apply)(params32, batch), jax.jit(model16.apply)(params32, batch)
-    z16 = model16.encode(params32["shared"], batch, None)
+
+    def both(params, batch):  # one compiled program for both precisions, z and the losses
+        out16 = model16.apply(params, batch)
+        losses = [tuple(task.loss(out16[task.name], batch)) for task in model16.tasks]
+        return model32.apply(params, batch), out16, model16.encode(params["shared"], batch, None), losses
+
+    out32, out16, z16, losses = jax.jit(both)(params32, batch)
     assert all(leaf.dtype == jax.numpy.bfloat16 for leaf in jax.tree.leaves(z16))
     for name in task_names(spec):
         assert out16[name].dtype == np.float32
@@ -33,8 +38,7 @@ def test_bfloat16_agrees_with_float32(trunk, rng):
         scale = np.abs(a).max() + 1e-3
         assert np.abs(a - b).max() <= BF16_TOLERANCE * scale, name
         assert np.abs(a - b).max() > 0, "bf16 compute should round somewhere"
-    for task in model16.tasks:
-        total, count = task.loss(out16[task.name], batch)
+    for total, count in losses:
         assert total.dtype == np.float32 and count.dtype == np.float32
 
 
@@ -46,8 +50,8 @@ def test_bfloat16_gradients_are_float32_and_close(rng):
     model32, params = build_from_config(config, TEXT, task_names(TEXT), nnx.Rngs(0))
     model16, _ = build_from_config(dict(config, dtype="bfloat16"), TEXT, task_names(TEXT), nnx.Rngs(0))
     batch = random_batch(rng, TEXT)
-    g32 = jax.jit(jax.grad(lambda p: task_losses(model32, p, batch).sum()))(params)
-    g16 = jax.jit(jax.grad(lambda p: task_losses(model16, p, batch).sum()))(params)
+    grads = jax.jit(lambda p: [jax.grad(lambda q, m=m: task_losses(m, q, batch).sum())(p) for m in (model32, model16)])
+    g32, g16 = grads(params)
     flat32, flat16 = [np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)]) for g in (g32, g16)]
     assert flat16.dtype == np.float32
     cosine = flat32 @ flat16 / (np.linalg.norm(flat32) * np.linalg.norm(flat16))

@@ -24,7 +24,9 @@ SLICES = {
 TEXT_TASKS = ["upos", "joy", "trust"]  # a token-level task and two sentence-level ones
 
 
-def real_batch(name: str, size: int = 32) -> tuple:
+def real_batch(name: str, size: int = 16) -> tuple:
+    """The first training batch of a slice; 16 examples keep the text batches in short length
+    buckets (a 32-sentence Turkish batch pads to 128 tokens and runs 2x longer, no better)."""
     opened = open_dataset(name, **SLICES[name])
     return opened.spec, next(opened.train_batches("train", batch_size=size, seed=0, process_index=0, process_count=1))
 

@@ -34,8 +34,10 @@ def test_every_trunk_feeds_every_head(trunk, rng):
     spec = SPEC_OF_TRUNK[trunk]
     model, params = build_from_config(dict(SMALL, trunk=trunk), spec, task_names(spec), nnx.Rngs(0))
     batch = random_batch(rng, spec, batch_size=5)
-    check_outputs(jax.jit(model.apply)(params, batch), spec, 5)
-    train = jax.jit(model.apply)(params, batch, jax.random.key(1))
+    # evaluation (no key) and training (a key) as one compiled program
+    both = jax.jit(lambda p, b, key: (model.apply(p, b), model.apply(p, b, key)))
+    evaluation, train = both(params, batch, jax.random.key(1))
+    check_outputs(evaluation, spec, 5)
     check_outputs(train, spec, 5)
 
 
@@ -48,8 +50,8 @@ def test_every_architecture_serves_sentence_and_token_tasks(architecture, rng):
 
 def test_representation_holds_only_the_leaves_the_tasks_read(rng):
     model, params = build_from_config(dict(SMALL, trunk="bilstm"), TEXT, ["kind"], nnx.Rngs(0))
-    z = model.encode(params["shared"], random_batch(rng, TEXT), None)
+    z = jax.eval_shape(model.encode, params["shared"], random_batch(rng, TEXT), None)  # traced, not run
     assert set(z) == {"pooled"}
     model, params = build_from_config(dict(SMALL, trunk="bilstm"), TEXT, ["pos"], nnx.Rngs(0))
-    z = model.encode(params["shared"], random_batch(rng, TEXT), None)
+    z = jax.eval_shape(model.encode, params["shared"], random_batch(rng, TEXT), None)
     assert set(z) == {"tokens"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +23,18 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, list
         baselines_dir=str(folder / "baselines"), sets=("steps=2", "checkpoint.every=2"),
     )
     lines: list[str] = []
-    assert run_compare(request, echo=lines.append) == 0
+    with pytest.MonkeyPatch.context() as env:  # the runs' processes share one persistent compilation cache
+        env.setenv("JAX_COMPILATION_CACHE_DIR", os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(folder / "jit_cache"))
+        env.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+        env.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+        assert run_compare(request, echo=lines.append) == 0
     again: list[str] = []
     assert run_compare(request, echo=again.append) == 0  # everything cached: nothing trained again
     assert any("4 of 4 runs cached; training 0" in line for line in again) and sum("cached" in l for l in again) == 2
     return folder, json.loads((folder / "compare" / "compare.json").read_text()), lines
 
 
+@pytest.mark.slow
 def test_the_table_holds_the_numbers_of_the_runs_results(compared) -> None:
     folder, table, _ = compared
     assert table["columns"] == ["left/accuracy", "left/macro_f1", "right/accuracy", "right/macro_f1"]

@@ -13,6 +13,7 @@ from tests.tuning.helpers import FAKE, load_study, write_experiment
 from tests.tuning.postgres import throwaway_server
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_postgresql_study(tmp_path: Path, capsys, monkeypatch) -> None:
     import optuna  # noqa: PLC0415
 

@@ -4,6 +4,7 @@ one worker killed (SIGKILL) mid-trial, the command run again: every trial accoun
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,22 +12,34 @@ import pytest
 
 from mtl_jax.config import load_config
 from tests.tuning.accounting import assert_accounted_once, kill_worker_of, running_trials, start_sweep, wait_until
-from tests.tuning.helpers import TINY_CONFIG, run_cli, write_experiment
+from tests.tuning.helpers import TINY_CONFIG, write_experiment
+
+
+def training(run_dir: Path) -> bool:
+    """Whether a trial's run directory shows a run under way (its config written, no results yet)."""
+    return (run_dir / "config.json").exists() and not (run_dir / "results.json").exists()
 
 
 @pytest.mark.slow
-def test_real_sqlite_sweep_survives_a_killed_worker(tmp_path: Path) -> None:
+def test_real_sqlite_sweep_survives_a_killed_worker(tmp_path: Path, monkeypatch, capsys) -> None:
+    from mtl_jax.cli.tune import main  # noqa: PLC0415
+
+    # the trials' runs share one persistent compilation cache (a program is compiled once)
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(tmp_path / "jit_cache"))
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
     config = {**TINY_CONFIG, "steps": 3, "eval_every": 1}  # validation at steps 1, 2, 3: reported to the pruner
     experiment = write_experiment(tmp_path, config=config)
     sweep_dir = tmp_path / "sweep"
     url = f"sqlite:///{sweep_dir / 'study.db'}"
-    args = ["--config", str(experiment), "--trials", "4", "--workers", "2", "--heartbeat", "1",
+    # heartbeat 2 s: a trial is stale after 6 s (a live one on a loaded 2-core machine was seen silent for 3 s)
+    args = ["--config", str(experiment), "--trials", "4", "--workers", "2", "--heartbeat", "2",
             "--workdir", str(sweep_dir), "--study", "real"]
     process = start_sweep(*args)
     try:
-        started = wait_until(
-            lambda: running_trials(url, "real", lambda t: (Path(t.user_attrs.get("run_dir", "/-")) / "config.json").exists()
-                                   and not (Path(t.user_attrs["run_dir"]) / "results.json").exists()),
+        started = wait_until(  # the run directories first (cheap), the study only once one is training
+            lambda: any(map(training, (sweep_dir / "trials").glob("*")))
+            and running_trials(url, "real", lambda t: training(Path(t.user_attrs.get("run_dir", "/-")))),
             timeout=400, what="a trial training in its run directory",
         )
         victim = started[0]
@@ -36,9 +49,9 @@ def test_real_sqlite_sweep_survives_a_killed_worker(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, output
-    again = run_cli("sweep", *args)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "4 trials stored" not in again.stdout and "0 added" in again.stdout
+    assert main(["sweep", *args]) == 0  # the same command again, in this process: nothing left to run
+    again = capsys.readouterr().out
+    assert "4 trials stored" not in again and "0 added" in again, again
     found = assert_accounted_once(url, "real", 4, victim.number)
     for trial in found["complete"]:
         results = json.loads((Path(trial.user_attrs["run_dir"]) / "results.json").read_text())

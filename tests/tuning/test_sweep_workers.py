@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.tuning.helpers import FAKE, run_cli, write_experiment
+import pytest
+
+from tests.tuning.helpers import FAKE, write_experiment
 
 
-def test_a_preempted_trial_is_retried_and_a_failed_one_is_counted_not_retried(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_a_preempted_trial_is_retried_and_a_failed_one_is_counted_not_retried(tmp_path: Path, capsys) -> None:
     import optuna  # noqa: PLC0415
 
+    from mtl_jax.cli.tune import main  # noqa: PLC0415 - in this process: the workers are subprocesses anyway
     from tests.tuning.helpers import load_study  # noqa: PLC0415
 
     sweep_dir = tmp_path / "sweep"
@@ -20,11 +24,11 @@ def test_a_preempted_trial_is_retried_and_a_failed_one_is_counted_not_retried(tm
     url = f"sqlite:///{sweep_dir / 'study.db'}"
     args = ["sweep", "--config", str(write_experiment(tmp_path)), "--trials", "3", "--heartbeat", "1",
             "--workdir", str(sweep_dir), "--objective", FAKE, "--study", "flags"]
-    first = run_cli(*args)  # trial 0 is preempted: its worker stops, the study is left unfinished
-    assert first.returncode == 1 and "run the same command again" in first.stdout, first.stdout + first.stderr
+    assert main(args) == 1, capsys.readouterr()  # trial 0 is preempted: its worker stops, the study is left unfinished
+    assert "run the same command again" in capsys.readouterr().out
     (sweep_dir / "fail-once").touch()
-    second = run_cli(*args)
-    assert second.returncode == 0, second.stdout + second.stderr
+    assert main(args) == 0, capsys.readouterr()
+    second = capsys.readouterr().out
     trials = load_study(url, "flags").get_trials()
     states = optuna.trial.TrialState
     preempted, failed = trials[0], [t for t in trials if "error" in t.user_attrs]
@@ -33,7 +37,7 @@ def test_a_preempted_trial_is_retried_and_a_failed_one_is_counted_not_retried(tm
     assert len(retry) == 1 and retry[0].params == preempted.params
     assert retry[0].user_attrs["run_dir"] == preempted.user_attrs["run_dir"]
     assert len(failed) == 1 and failed[0].state == states.FAIL and "ValueError: fail-once" in failed[0].user_attrs["error"]
-    assert f"trial {failed[0].number} failed: ValueError: fail-once" in second.stdout
+    assert f"trial {failed[0].number} failed: ValueError: fail-once" in second
     assert not [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]  # not retried
     assert len(trials) == 4 and sum(t.state == states.COMPLETE for t in trials) == 2  # 3 slots: 2 complete + 1 failed
 
