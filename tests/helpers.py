@@ -31,13 +31,13 @@ def random_batch(rng: np.random.Generator, batch_size: int, num_tasks: int, in_f
 
 
 def state_and_step(
-    model, params, aggregator, mode: str = "full", optimizer=None, seed: int = 0, **step_kwargs
+    model, params, aggregator, mode: str = "full", optimizer=None, seed: int = 0, devices=None, **step_kwargs
 ):
-    """A replicated train state and the compiled step over all local devices; ``aggregator``
-    is a registry name or a built aggregator."""
+    """A replicated train state and the compiled step over ``devices`` (default: all local
+    devices); ``aggregator`` is a registry name or a built aggregator."""
     optimizer = optimizer or optax.sgd(1.0)
     aggregator_fn = get_aggregator(aggregator) if isinstance(aggregator, str) else aggregator
-    mesh = data_mesh()
+    mesh = data_mesh(devices) if devices is not None else data_mesh()
     state = replicate(
         create_train_state(params, optimizer, aggregator_fn, len(model.tasks), seed), mesh
     )
@@ -45,15 +45,22 @@ def state_and_step(
 
 
 def run_steps(
-    model, params, batches, aggregator, mode: str, optimizer=None, seed: int = 0, **step_kwargs
+    model, params, batches, aggregator, mode: str, optimizer=None, seed: int = 0, devices=None, **step_kwargs
 ):
-    """Train on ``batches`` over all local devices; return (final state, list of metrics)."""
-    state, step = state_and_step(model, params, aggregator, mode, optimizer, seed, **step_kwargs)
+    """Train on ``batches`` over ``devices`` (default: all local devices); return (final state,
+    list of metrics)."""
+    state, step = state_and_step(model, params, aggregator, mode, optimizer, seed, devices, **step_kwargs)
     metrics = []
     for batch in batches:
         state, step_metrics = step(state, batch)
         metrics.append(jax.device_get(step_metrics))
     return state, metrics
+
+
+def flat_params(params) -> dict[str, np.ndarray]:
+    """``{key path: host array}`` of a parameter pytree."""
+    leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
 
 
 def take(batches, count: int) -> list[dict[str, np.ndarray]]:

@@ -23,8 +23,8 @@ from mtl_jax.aggregators.pcd import pcd  # noqa: E402
 from mtl_jax.data.augment import make_augmentation, on_device_slice  # noqa: E402
 from mtl_jax.data.spec import DatasetSpec, InputSpec, TaskSpec  # noqa: E402
 from mtl_jax.parallel import DATA_AXIS, shard_batch  # noqa: E402
-from mtl_jax.surgery import create_train_state, data_mesh, make_train_step, replicate  # noqa: E402
-from tests.helpers import random_batch, small_model  # noqa: E402
+from mtl_jax.surgery import data_mesh  # noqa: E402
+from tests.helpers import flat_params, random_batch, run_steps, small_model  # noqa: E402
 
 NUM_TASKS, GLOBAL_BATCH, STEPS = 3, 32, 3
 CASES = {
@@ -42,17 +42,11 @@ def main() -> None:
     for name, (make, mode) in CASES.items():
         for count in (1, 4):
             model, params = small_model(NUM_TASKS)
-            aggregator, optimizer = make(), optax.sgd(0.3, momentum=0.9)
-            mesh = data_mesh(jax.devices()[:count])
-            state = replicate(create_train_state(params, optimizer, aggregator, NUM_TASKS, 0), mesh)
-            step = make_train_step(model, aggregator, optimizer, mesh, mode=mode, gradient_stats=False)
-            losses = []
-            for batch in batches:
-                state, metrics = step(state, batch)
-                losses.append(np.asarray(metrics["loss"]))
-            for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(state.params))[0]:
-                results[f"{name}/{jax.tree_util.keystr(path)}@{count}"] = np.asarray(leaf)
-            results[f"{name}/loss@{count}"] = np.stack(losses)
+            state, metrics = run_steps(model, params, batches, make(), mode, optax.sgd(0.3, momentum=0.9),
+                                       devices=jax.devices()[:count], gradient_stats=False)
+            for path, leaf in flat_params(state.params).items():
+                results[f"{name}/{path}@{count}"] = leaf
+            results[f"{name}/loss@{count}"] = np.stack([np.asarray(m["loss"]) for m in metrics])
     results.update(augmented_text(rng))
     np.savez(sys.argv[1], **results)
 

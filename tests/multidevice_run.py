@@ -20,9 +20,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from mtl_jax.aggregators import get_aggregator  # noqa: E402
-from mtl_jax.surgery import create_train_state, data_mesh, make_train_step, replicate  # noqa: E402
-from tests.helpers import random_batch, small_model  # noqa: E402
+from tests.helpers import flat_params, random_batch, run_steps, small_model  # noqa: E402
 
 # name: (aggregator, mode, gradient statistics) — MoCo is Jacobian-level with T×P state; FAMO
 # is a loss-level weighting on the one-backward fast path (statistics off).
@@ -40,17 +38,10 @@ def train(name: str, count: int, batches: list[dict]) -> dict[str, np.ndarray]:
     """The parameters after training ``CASES[name]`` on the first ``count`` devices, and the losses."""
     aggregator_name, mode, stats = CASES[name]
     model, params = small_model(NUM_TASKS, in_features=32, hidden=(64, 64))
-    aggregator, optimizer = get_aggregator(aggregator_name), optax.sgd(0.1, momentum=0.9)
-    mesh = data_mesh(jax.devices()[:count])
-    state = replicate(create_train_state(params, optimizer, aggregator, NUM_TASKS, 0), mesh)
-    step = make_train_step(model, aggregator, optimizer, mesh, mode=mode, gradient_stats=stats)
-    losses = []
-    for batch in batches:
-        state, metrics = step(state, batch)
-        losses.append(np.asarray(metrics["loss"]))
-    leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(state.params))[0]
-    results = {f"{count}/{name}/{jax.tree_util.keystr(path)}": np.asarray(leaf) for path, leaf in leaves}
-    results[f"{count}/{name}/loss"] = np.stack(losses)
+    state, metrics = run_steps(model, params, batches, aggregator_name, mode,
+                               optax.sgd(0.1, momentum=0.9), devices=jax.devices()[:count], gradient_stats=stats)
+    results = {f"{count}/{name}/{path}": leaf for path, leaf in flat_params(state.params).items()}
+    results[f"{count}/{name}/loss"] = np.stack([np.asarray(m["loss"]) for m in metrics])
     return results
 
 
