@@ -146,7 +146,8 @@ def draw(rows: list[dict], path: str, titles: list[str]) -> None:
     methods = list(dict.fromkeys(r["method"] for r in rows))
     from matplotlib import colormaps  # noqa: PLC0415
 
-    colours = {m: colormaps["tab10"](i) for i, m in enumerate(methods)}
+    palette = colormaps["tab10" if len(methods) <= 10 else "tab20"]
+    colours = {m: palette(i) for i, m in enumerate(methods)}
     for ax, key, title in zip(axes, ("mean_conflict_rate", "mean_cosine"), titles):
         for method in methods:
             mine = [r for r in rows if r["method"] == method]
