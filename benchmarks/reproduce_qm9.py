@@ -14,10 +14,10 @@ runs (one network per target, equal budget) and one run per method, per seed; on
 per run in ``benchmarks/results/reproduce_qm9_cpu.jsonl`` with test MAE per target and Δm%
 against the same seed's single-task runs.
 
-    # the CPU budget actually run (results/reproduce_qm9_cpu.jsonl: 11 single-task runs and 11 methods,
-    # 3,000 molecules of which 2,000 train, 200 steps of batch 32, hidden 32, one seed; ~25 CPU-min):
+    # the CPU budget actually run (results/reproduce_qm9_cpu.jsonl: 11 single-task runs and 11 methods per seed,
+    # 3,000 molecules of which 2,000 train, 200 steps of batch 32, hidden 32; ~25 CPU-min per seed):
     python benchmarks/reproduce_qm9.py --limit 3000 --num-test 500 --num-validation 500 --steps 200 \
-        --batch-size 32 --hidden 32 --seeds 0 --workdir RUNS_DIR \
+        --batch-size 32 --hidden 32 --seeds 0 1 --workdir RUNS_DIR \
         --methods sum geometric_mean rlw dwa uw mgda pcgrad cagrad imtl_g nashmtl upgrad
     # the full protocol, for a GPU (110k/10k/10k molecules, ~300 epochs of batch 120):
     python benchmarks/reproduce_qm9.py --limit 0 --num-test 10000 --num-validation 10000 \
