@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from itertools import islice
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -12,6 +16,7 @@ from flax import nnx
 from mtl_jax.aggregators import get_aggregator
 from mtl_jax.models import MLPTrunk, build_model, classification_task
 from mtl_jax.surgery import create_train_state, data_mesh, make_train_step, replicate
+from mtl_jax.training.hooks import Hook
 
 NUM_CLASSES = 5
 
@@ -75,3 +80,25 @@ def assert_same_batches(a: list[dict], b: list[dict]) -> None:
         assert x.keys() == y.keys()
         for key in x:
             np.testing.assert_array_equal(x[key], y[key], err_msg=key, strict=True)
+
+
+def run_multidevice_script(module: str, out: Path) -> dict[str, np.ndarray]:
+    """Run ``python -m module OUT.npz`` (a script that sets its own simulated device count)
+    from the repository root; return the arrays it saved."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", module, str(out)], cwd=root, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with np.load(out) as saved:
+        return dict(saved)
+
+
+class StopAfter(Hook):
+    """Stops the run after ``step`` (a checkpoint is saved there)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def after_step(self, step, state, metrics):
+        if step == self.step:
+            self.stop_reason = "stopped"

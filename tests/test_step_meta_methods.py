@@ -7,10 +7,6 @@ non-finite guard keeps their state; and 4 simulated devices give the 1-device re
 from __future__ import annotations
 
 import functools
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -21,7 +17,7 @@ from mtl_jax.aggregators import MetaWeighting, get_aggregator
 from mtl_jax.data.meta import with_meta
 from mtl_jax.surgery import create_train_state, data_mesh, make_train_step, replicate
 from mtl_jax.surgery.nonfinite import keep_state_when_nonfinite, skip_nonfinite_updates
-from tests.helpers import random_batch, small_model
+from tests.helpers import random_batch, run_multidevice_script, small_model
 
 NUM_TASKS = 3
 METHODS = ("auto_lambda", "moml", "forum")
@@ -119,16 +115,10 @@ def test_a_nonfinite_step_keeps_the_meta_state(rng):
 
 @pytest.mark.slow
 def test_four_simulated_devices_equal_one(tmp_path):
-    out = tmp_path / "result.npz"
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-m", "tests.multidevice_meta_methods", str(out)],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = np.load(out)
-    assert sorted({key.split("/")[0] for key in results.files}) == ["auto_lambda", "forum", "moml"]
+    results = run_multidevice_script("tests.multidevice_meta_methods", tmp_path / "result.npz")
+    assert sorted({key.split("/")[0] for key in results}) == ["auto_lambda", "forum", "moml"]
     for name in ("auto_lambda", "moml", "forum"):
         assert np.abs(np.diff(results[f"{name}/weights@1"], axis=0)).max() > 0  # the weights were learned
-    for key in results.files:
+    for key in results:
         if key.endswith("@4"):
             np.testing.assert_allclose(results[key], results[key[:-2] + "@1"], rtol=1e-4, atol=1e-6, err_msg=key)

@@ -6,10 +6,6 @@ the per-device body (subprocess)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -23,7 +19,7 @@ from mtl_jax.aggregators.pbi import pbi
 from mtl_jax.aggregators.pcd import pcd
 from mtl_jax.models.factory import build_from_config
 from tests.aggregators.references import lower_bounded_qp
-from tests.helpers import random_batch, run_steps, small_model
+from tests.helpers import random_batch, run_multidevice_script, run_steps, small_model
 from tests.models.fixtures import SMALL, TABLE, task_names
 from tests.models.fixtures import random_batch as spec_batch
 
@@ -84,16 +80,10 @@ def test_ltb_lowers_every_task_loss_in_the_step(rng):
 
 @pytest.mark.slow
 def test_four_simulated_devices_equal_one(tmp_path):
-    out = tmp_path / "result.npz"
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-m", "tests.multidevice_new_methods", str(out)],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = np.load(out)
-    names = sorted({key.split("/")[0] for key in results.files})
+    results = run_multidevice_script("tests.multidevice_new_methods", tmp_path / "result.npz")
+    names = sorted({key.split("/")[0] for key in results})
     assert names == ["augment", "cosmos", "pbi", "pcd"]
     assert (results["augment/tokens@1"] == 1).any()  # the spans were masked: augmentation ran
-    for key in results.files:
+    for key in results:
         if key.endswith("@4"):
             np.testing.assert_allclose(results[key], results[key[:-2] + "@1"], rtol=1e-4, atol=1e-5, err_msg=key)

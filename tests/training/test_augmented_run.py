@@ -14,9 +14,8 @@ import pytest
 from mtl_jax.parallel import replicate
 from mtl_jax.training.checkpoint import Checkpointer
 from mtl_jax.training.experiment import Experiment
-from mtl_jax.training.hooks import Hook
 from mtl_jax.training.loop import train
-from tests.helpers import assert_same_batches, take
+from tests.helpers import StopAfter, assert_same_batches, take
 from tests.training.small_run import tiny_config
 
 AUGMENT = {"shift": 2}
@@ -79,17 +78,6 @@ def test_evaluation_batches_are_not_augmented(plain, augmented):
     first = next(iter(augmented.data.eval_batches("validation", batch_size=augmented.config.eval_batch_size)))
     again = next(iter(plain.data.eval_batches("validation", batch_size=plain.config.eval_batch_size)))
     assert_same_batches([first], [again])
-
-
-class StopAfter(Hook):
-    """Stops the run after ``step`` (a checkpoint is saved there)."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def after_step(self, step, state, metrics):
-        if step == self.step:
-            self.stop_reason = "stopped"
 
 
 def final_arrays(run_dir) -> dict[str, np.ndarray]:

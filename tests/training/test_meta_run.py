@@ -14,9 +14,8 @@ from mtl_jax.data.meta import META_PREFIX, STATE_FORMAT, meta_seed, split_meta
 from mtl_jax.errors import ConfigError
 from mtl_jax.training.checkpoint import Checkpointer
 from mtl_jax.training.experiment import Experiment
-from mtl_jax.training.hooks import Hook
 from mtl_jax.training.loop import train
-from tests.helpers import assert_same_batches, take
+from tests.helpers import StopAfter, assert_same_batches, take
 from tests.training.small_run import tiny_config
 
 
@@ -50,15 +49,6 @@ def test_a_restored_stream_continues_both_streams(experiment):
     assert_same_batches(take(restored, 3), continued)
     with pytest.raises(Exception, match="meta batch"):
         experiment.train_batches().set_state(state["train"])  # a plain run's state: refused
-
-
-class StopAfter(Hook):
-    def __init__(self, step: int):
-        self.step = step
-
-    def after_step(self, step, state, metrics):
-        if step == self.step:
-            self.stop_reason = "stopped"
 
 
 def test_a_run_stopped_and_resumed_ends_bit_identical(experiment, tmp_path):
