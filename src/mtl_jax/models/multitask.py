@@ -46,6 +46,10 @@ class MultiTaskModel(NamedTuple):
     encode: Callable[[PyTree, Batch, jax.Array | None], PyTree]
     decode: Callable[[PyTree, PyTree, Batch, jax.Array | None], dict[str, jax.Array]]
     tasks: tuple[Task, ...]
+    # every task module is a plain dense layer on z (``nnx.Linear``, its own dot_general):
+    # representation mode then takes G from the heads' output gradients
+    # (mtl_jax.surgery.linear_heads). A model whose decode is replaced must reset it.
+    linear_heads: bool = False
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -83,6 +87,11 @@ def _call_task_module(module: nnx.Module, z: PyTree, batch: Batch, rng: jax.Arra
     return module(z)
 
 
+def _is_plain_dense(module: nnx.Module) -> bool:
+    """``module(z) = z W + b`` exactly: an ``nnx.Linear`` (not a subclass) with JAX's dot_general."""
+    return type(module) is nnx.Linear and module.dot_general is jax.lax.dot_general
+
+
 def assemble_model(
     shared: nnx.Module, task_modules: Mapping[str, nnx.Module], tasks: Sequence[Task]
 ) -> tuple[MultiTaskModel, PyTree]:
@@ -112,7 +121,8 @@ def assemble_model(
         }
 
     params = {"shared": shared_params, "tasks": {name: s[1] for name, s in split.items()}}
-    return MultiTaskModel(encode, decode, tuple(tasks)), params
+    linear = all(_is_plain_dense(task_modules[name]) for name in names)
+    return MultiTaskModel(encode, decode, tuple(tasks), linear_heads=linear), params
 
 
 def build_model(

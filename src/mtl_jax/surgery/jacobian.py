@@ -29,7 +29,11 @@ def global_task_losses(
     axis_name: str,
 ) -> jax.Array:
     """(T,) task losses: all-reduced loss totals over all-reduced example counts."""
-    outputs = model.decode(task_params, z, batch, rng)
+    return global_losses_of_outputs(model, model.decode(task_params, z, batch, rng), batch, axis_name)
+
+
+def global_losses_of_outputs(model: MultiTaskModel, outputs: dict, batch: Batch, axis_name: str) -> jax.Array:
+    """(T,) task losses from the heads' outputs (L_t reads only ``outputs[task t]``)."""
     stats = [task.loss(outputs[task.name], batch) for task in model.tasks]
     totals = jax.lax.psum(jnp.stack([s.total for s in stats]), axis_name)
     counts = jax.lax.psum(jax.lax.stop_gradient(jnp.stack([s.count for s in stats])), axis_name)

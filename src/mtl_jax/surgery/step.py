@@ -16,7 +16,9 @@ Per step, on every device of the ``data`` mesh axis (``jax.shard_map``):
 The aggregator's kind (``mtl_jax.aggregators.kinds``) picks the path, and every path returns
 a :class:`StepResult`:
 
-- ``GramianWeighting``: steps 1–4 as above;
+- ``GramianWeighting``: steps 1–4 as above; in representation mode, when every head is a
+  dense layer on z, G comes from the heads' output gradients and the T rows are never formed
+  (``mtl_jax.surgery.linear_heads``);
 - ``JacobianAggregator`` (GradDrop, TrimmedMean, MoCo, …): its ``combine`` receives J itself
   and replaces steps 2–3;
 - ``UniformWeighting`` (EW): one backward pass of the summed loss gives the same update;
@@ -57,6 +59,7 @@ from mtl_jax.aggregators.kinds import (
     WeightingInputs,
 )
 from mtl_jax.models.multitask import MultiTaskModel
+from mtl_jax.surgery.linear_heads import linear_heads_gramian
 from mtl_jax.parallel import DATA_AXIS, check_divisible, global_batch_size, shard_batch
 from mtl_jax.surgery import jacobian
 from mtl_jax.surgery.gramian_engine import engine_full_step
@@ -144,7 +147,20 @@ def _full_step(model, aggregator, state, batch, rng, agg_key, chunk, want_gramia
     return StepResult(grads, jac.losses, update.weights, gram, update.state, layers)
 
 
+def _linear_heads_step(model, aggregator: GramianWeighting, state, batch, rng, agg_key) -> StepResult:
+    """Representation mode with dense heads: G from the heads' output gradients, the rows
+    ∂L_t/∂z never formed (surgery/linear_heads.py)."""
+    losses_of_outputs = lambda outputs: jacobian.global_losses_of_outputs(model, outputs, batch, DATA_AXIS)
+    heads = linear_heads_gramian(model, state.params, batch, rng, DATA_AXIS, losses_of_outputs)
+    inputs = WeightingInputs(gramian=heads.gramian, losses=heads.losses, key=agg_key, step=state.step)
+    weights, agg_state = aggregator.weigh(inputs, state.aggregator_state)
+    (shared_grads,) = heads.trunk_vjp(heads.z_cotangent(jax.lax.stop_gradient(weights)))
+    return StepResult({"shared": shared_grads, "tasks": heads.tasks}, heads.losses, weights, heads.gramian, agg_state)
+
+
 def _representation_step(model, aggregator, state, batch, rng, agg_key, chunk, want_gramian) -> StepResult:
+    if isinstance(aggregator, GramianWeighting) and model.linear_heads and chunk is None:
+        return _linear_heads_step(model, aggregator, state, batch, rng, agg_key)
     jac = jacobian.representation_jacobian(model, state.params, batch, rng, DATA_AXIS, chunk)
     gram = jax.lax.psum(gramian(jac.representation), DATA_AXIS) if want_gramian else None
     if isinstance(aggregator, JacobianAggregator):  # element-wise on this device's rows: its own draws
