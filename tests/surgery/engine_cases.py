@@ -57,10 +57,16 @@ def tolerance(name: str) -> float:
 
 
 @functools.lru_cache(maxsize=None)
-def case_model(name: str):
-    """(model, parameter treedef) of a case, built once per process."""
+def _built(name: str):
+    """(model, initial parameters as NumPy float64) of a case, built once per process."""
     config, spec = _CASE[name]
     model, params = build_from_config(config, spec, task_names(spec), nnx.Rngs(0))
+    return model, jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+
+
+def case_model(name: str):
+    """(model, parameter treedef) of a case."""
+    model, params = _built(name)
     return model, jax.tree.structure(params)
 
 
@@ -70,11 +76,10 @@ def _as(array, dtype) -> np.ndarray:
 
 
 def case_inputs(name: str, rng: np.random.Generator, dtype) -> tuple[dict, dict, np.ndarray]:
-    """Fresh random (params, host batch, weights) of a case in ``dtype``, as NumPy (no
-    eager JAX op: nothing to compile)."""
-    config, spec = _CASE[name]
-    _, params = build_from_config(config, spec, task_names(spec), nnx.Rngs(int(rng.integers(1 << 30))))
-    params = jax.tree.map(lambda x: _as(np.asarray(x, np.float64) + 0.1 * rng.standard_normal(x.shape), dtype), params)
+    """Fresh random (params, host batch, weights) of a case in ``dtype``, as NumPy: the
+    initial parameters plus fresh noise (no eager JAX op: nothing to compile)."""
+    _, spec = _CASE[name]
+    params = jax.tree.map(lambda x: _as(x + 0.1 * rng.standard_normal(x.shape), dtype), _built(name)[1])
     host = {key: _as(value, dtype) for key, value in random_batch(rng, spec, BATCH).items()}
     weights = rng.standard_normal(len(case_model(name)[0].tasks)).astype(dtype)
     return params, host, weights
@@ -156,10 +161,16 @@ STEP_CONFIGS = {
 }
 
 
+@functools.lru_cache(maxsize=None)
+def _step_model(config_name: str, seed: int):
+    config, spec = STEP_CONFIGS[config_name]
+    return build_from_config(config, spec, task_names(spec), nnx.Rngs(seed))
+
+
 def params_after_steps(config_name: str, method: str, engine: bool, seed: int = 0, steps: int = 2) -> dict:
     """Float32 parameters after ``steps`` real train steps (SGD with momentum), as NumPy."""
-    config, spec = STEP_CONFIGS[config_name]
-    model, params = build_from_config(config, spec, task_names(spec), nnx.Rngs(seed))
+    model, params = _step_model(config_name, seed)
+    spec = STEP_CONFIGS[config_name][1]
     aggregator, optimizer = get_aggregator(method), optax.sgd(0.05, momentum=0.9)
     mesh = data_mesh()
     state = replicate(create_train_state(params, optimizer, aggregator, len(model.tasks), seed), mesh)
