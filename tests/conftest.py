@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -43,6 +44,14 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[TEST_XLA_FLAGS] = " ".join(accepted_xla_flags(FAST_COMPILE))
     flags = os.environ[TEST_XLA_FLAGS]
     os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS", ""), flags]))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move everything imported by collection (JAX, Flax, the package) out of the cyclic
+    garbage collector's view, so its full collections during tracing do not rescan it."""
+    if os.environ.get("MTL_JAX_TEST_GC_FREEZE", "1") == "1":
+        gc.collect()
+        gc.freeze()
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
