@@ -50,8 +50,12 @@ def train_args(workdir: Path, *extra: str) -> list[str]:
     return ["train", "--config", str(CONFIG), "--workdir", str(workdir), "--quiet", *sets, *extra]
 
 
+HEARTBEAT_TIMEOUT = 8  # seconds (20 by default): a killed peer is noticed sooner
+
+
 def job_args(port: int, process_id: int) -> list[str]:
-    return ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(process_id)]
+    return ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(process_id),
+            "--heartbeat-timeout", str(HEARTBEAT_TIMEOUT)]
 
 
 def devices(count: int) -> dict[str, str]:

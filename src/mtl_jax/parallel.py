@@ -70,6 +70,11 @@ def initialize_distributed(
     ``heartbeat_timeout_seconds``; the survivors then fail instead of hanging.
     """
     check_distributed_arguments(coordinator, num_processes, process_id)
+    if heartbeat_timeout_seconds < 1:
+        raise ConfigError(
+            f"--heartbeat-timeout {heartbeat_timeout_seconds}: expected a positive number of seconds"
+            f" (default {DEFAULT_HEARTBEAT_SECONDS})"
+        )
     if coordinator is None and not cluster_environment():
         return False
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # used by the CPU client only

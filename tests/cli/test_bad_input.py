@@ -117,3 +117,20 @@ def test_ctrl_c_before_training_is_one_line_exit_130(data_before, tmp_path, fini
         "mtl-jax: interrupted (Ctrl-C); run the same command to resume from the last checkpoint"
     ]
     assert checksums(finished_run) == before and data_dir_state() == data_before
+
+
+JOB = ["--coordinator", "127.0.0.1:1234", "--num-processes", "2"]
+DISTRIBUTED_CASES = [
+    ([*JOB, "--process-id", "0", "--heartbeat-timeout", "0"], "--heartbeat-timeout 0: expected a positive number of seconds"),
+    (["--coordinator", "127.0.0.1:1234"], "--coordinator, --num-processes and --process-id go together"),
+    (["--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"], "expected HOST:PORT"),
+    ([*JOB, "--process-id", "2"], "--process-id 2: expected 0..1 for 2 processes"),
+]
+
+
+@pytest.mark.parametrize("extra, pattern", DISTRIBUTED_CASES, ids=[c[1][:30] for c in DISTRIBUTED_CASES])
+def test_bad_multi_process_arguments_are_one_line_before_any_write(data_before, finished_run, capsys, monkeypatch, extra, pattern):
+    monkeypatch.setenv("MTL_JAX_SUPERVISED", "1")  # this process is the trainer: no child to relay
+    before = checksums(finished_run)
+    assert_refused(main(train_args(finished_run, "--overwrite", *extra)), capsys.readouterr().err, pattern)
+    assert checksums(finished_run) == before and data_dir_state() == data_before

@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
                        " JAX_COORDINATOR_ADDRESS) is detected by JAX")
     train.add_argument("--num-processes", type=int, metavar="N", help="multi-host: number of processes")
     train.add_argument("--process-id", type=int, metavar="I", help="multi-host: this process's index, 0..N-1")
+    train.add_argument("--heartbeat-timeout", type=int, default=20, metavar="S",  # parallel.DEFAULT_HEARTBEAT_SECONDS
+                       help="multi-host: seconds without a process's heartbeat before the others stop with"
+                       " one line (default 20)")
     evaluate = commands.add_parser("eval", help="evaluate a trained run on a split",
                                    epilog=EXAMPLES, formatter_class=formatter)
     evaluate.add_argument("--workdir", required=True, help="run directory made by `mtl-jax train`")
@@ -136,7 +139,8 @@ def _train(args: argparse.Namespace) -> int:
     from mtl_jax.training.loop import train  # noqa: PLC0415
     from mtl_jax.parallel import initialize_distributed  # noqa: PLC0415
 
-    initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    initialize_distributed(args.coordinator, args.num_processes, args.process_id,
+                           heartbeat_timeout_seconds=args.heartbeat_timeout)
     config = RunConfig.from_dict(apply_overrides(resolve(load_config(args.config)), args.set))
     resolved = config.to_dict()
     workdir = args.workdir or default_workdir(args.config, resolved, args.init_from)
