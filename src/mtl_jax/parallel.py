@@ -35,8 +35,19 @@ def cluster_environment(environ: Mapping[str, str] = os.environ) -> bool:
     return any(size.isdigit() and int(size) > 1 for size in sizes) or bool(environ.get("TPU_WORKER_HOSTNAMES"))
 
 
-def check_distributed_arguments(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
-    """ConfigError unless the three are all given (and consistent) or all left out."""
+def check_distributed_arguments(
+    coordinator: str | None,
+    num_processes: int | None,
+    process_id: int | None,
+    heartbeat_timeout_seconds: int = DEFAULT_HEARTBEAT_SECONDS,
+) -> None:
+    """ConfigError unless the three are all given (and consistent) or all left out, and the
+    heartbeat timeout is positive."""
+    if heartbeat_timeout_seconds < 1:
+        raise ConfigError(
+            f"--heartbeat-timeout {heartbeat_timeout_seconds}: expected a positive number of seconds"
+            f" (default {DEFAULT_HEARTBEAT_SECONDS})"
+        )
     given = [value is not None for value in (coordinator, num_processes, process_id)]
     if any(given) and not all(given):
         raise ConfigError(
@@ -69,12 +80,7 @@ def initialize_distributed(
     A peer that dies is noticed by the coordination service's heartbeat within
     ``heartbeat_timeout_seconds``; the survivors then fail instead of hanging.
     """
-    check_distributed_arguments(coordinator, num_processes, process_id)
-    if heartbeat_timeout_seconds < 1:
-        raise ConfigError(
-            f"--heartbeat-timeout {heartbeat_timeout_seconds}: expected a positive number of seconds"
-            f" (default {DEFAULT_HEARTBEAT_SECONDS})"
-        )
+    check_distributed_arguments(coordinator, num_processes, process_id, heartbeat_timeout_seconds)
     if coordinator is None and not cluster_environment():
         return False
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # used by the CPU client only

@@ -59,13 +59,13 @@ from mtl_jax.aggregators.kinds import (
     WeightingInputs,
 )
 from mtl_jax.models.multitask import MultiTaskModel
-from mtl_jax.surgery.linear_heads import linear_heads_gramian
 from mtl_jax.parallel import DATA_AXIS, check_divisible, global_batch_size, shard_batch
 from mtl_jax.surgery import jacobian
 from mtl_jax.surgery.gramian_engine import engine_full_step
 from mtl_jax.surgery.gradient_stats import gradient_statistics, layer_gramians
 from mtl_jax.surgery.meta_step import meta_step
 from mtl_jax.surgery.instance import INSTANCE, instance_refusal, instance_step, supported_modes
+from mtl_jax.surgery.linear_heads import linear_heads_gramian
 from mtl_jax.surgery.state import TrainState
 from mtl_jax.types import PyTree
 
