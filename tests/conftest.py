@@ -49,9 +49,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Move everything imported by collection (JAX, Flax, the package) out of the cyclic
     garbage collector's view, so its full collections during tracing do not rescan it."""
-    if os.environ.get("MTL_JAX_TEST_GC_FREEZE", "1") == "1":
-        gc.collect()
-        gc.freeze()
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:

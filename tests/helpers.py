@@ -62,6 +62,17 @@ def run_steps(
     return state, metrics
 
 
+def persistent_jit_cache(fallback: Path) -> dict[str, str]:
+    """The environment of a persistent compilation cache shared by a test's processes (the
+    suite's own ``JAX_COMPILATION_CACHE_DIR`` when one is set, else ``fallback``) that keeps
+    every compile: minimum compile time and size 0, so what is cached never depends on load."""
+    return {
+        "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(fallback),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
+
+
 def flat_params(params) -> dict[str, np.ndarray]:
     """``{key path: host array}`` of a parameter pytree."""
     leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]

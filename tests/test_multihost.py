@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from mtl_jax.cli.supervise import SUPERVISED
+from tests.helpers import persistent_jit_cache
 from tests.training.fork_server import ForkServer
 from tests.training.small_run import CONFIG, overrides
 
@@ -66,12 +67,7 @@ def devices(count: int) -> dict[str, str]:
 def jit_cache(tmp_path_factory) -> dict[str, str]:
     """One persistent compilation cache for every run of this module (the suite's own one when
     it set one up): a program is compiled by the first run that needs it."""
-    return {
-        "JAX_PLATFORMS": "cpu",
-        "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(tmp_path_factory.mktemp("jit_cache")),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-    }  # fmt: skip
+    return {"JAX_PLATFORMS": "cpu", **persistent_jit_cache(tmp_path_factory.mktemp("jit_cache"))}
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import pytest
 from mtl_jax.deploy.artifact import load_artifact
 from mtl_jax.deploy.predict import Predictor
 from tests.deploy.conftest import ROOT
+from tests.helpers import persistent_jit_cache
 
 STARTUP_SECONDS = 300
 
@@ -41,8 +42,7 @@ class Server:
         self.stderr = self.stderr_path.open("w")
         command = [sys.executable, "-m", "mtl_jax.cli.deploy", "serve", "--model", str(model),
                    "--port", str(self.port), "--max-batch", str(max_batch)]  # fmt: skip
-        env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(cache),
-                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+        env = dict(os.environ, JAX_PLATFORMS="cpu", **persistent_jit_cache(cache))
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.stderr)
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:

@@ -9,6 +9,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.helpers import persistent_jit_cache
 from tests.training.fork_server import ForkServer, run_to_end
 
 
@@ -16,14 +17,7 @@ from tests.training.fork_server import ForkServer, run_to_end
 def fork_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkServer]:
     """The fork server, with a persistent compilation cache for every run (the suite's own
     one when it set one up)."""
-    cache = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(tmp_path_factory.mktemp("jit_cache"))
-    server = ForkServer({
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "JAX_COMPILATION_CACHE_DIR": cache,
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-    })  # fmt: skip
+    server = ForkServer({**os.environ, "JAX_PLATFORMS": "cpu", **persistent_jit_cache(tmp_path_factory.mktemp("jit_cache"))})
     yield server
     server.close()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 from scipy import stats
 
 from mtl_jax.tuning.compare import CompareRequest, run_compare
+from tests.helpers import persistent_jit_cache
 from tests.tuning.helpers import write_experiment
 
 
@@ -24,9 +24,8 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, list
     )
     lines: list[str] = []
     with pytest.MonkeyPatch.context() as env:  # the runs' processes share one persistent compilation cache
-        env.setenv("JAX_COMPILATION_CACHE_DIR", os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(folder / "jit_cache"))
-        env.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-        env.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+        for name, value in persistent_jit_cache(folder / "jit_cache").items():
+            env.setenv(name, value)
         assert run_compare(request, echo=lines.append) == 0
     again: list[str] = []
     assert run_compare(request, echo=again.append) == 0  # everything cached: nothing trained again

@@ -4,13 +4,13 @@ one worker killed (SIGKILL) mid-trial, the command run again: every trial accoun
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 
 from mtl_jax.config import load_config
+from tests.helpers import persistent_jit_cache
 from tests.tuning.accounting import assert_accounted_once, kill_worker_of, running_trials, start_sweep, wait_until
 from tests.tuning.helpers import TINY_CONFIG, write_experiment
 
@@ -25,9 +25,8 @@ def test_real_sqlite_sweep_survives_a_killed_worker(tmp_path: Path, monkeypatch,
     from mtl_jax.cli.tune import main  # noqa: PLC0415
 
     # the trials' runs share one persistent compilation cache (a program is compiled once)
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(tmp_path / "jit_cache"))
-    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    for name, value in persistent_jit_cache(tmp_path / "jit_cache").items():
+        monkeypatch.setenv(name, value)
     config = {**TINY_CONFIG, "steps": 3, "eval_every": 1}  # validation at steps 1, 2, 3: reported to the pruner
     experiment = write_experiment(tmp_path, config=config)
     sweep_dir = tmp_path / "sweep"
